@@ -1,0 +1,213 @@
+"""Strict mapping of config dictionaries onto dataclasses.
+
+Every section of a config is a dataclass. :func:`parse_section` reads each
+field by name, rejects unknown keys (listing the valid ones and the closest
+match), checks types, ranges and choices given in the field metadata, and
+resolves fields marked ``path`` against the config file's folder.
+
+Field metadata understood here:
+
+- ``choices``: allowed values;
+- ``min`` / ``max``: inclusive numeric bounds;
+- ``path``: the string (or each string of a list) is a path, resolved against
+  ``base_dir``;
+- ``help``: one line used in error messages.
+"""
+
+import dataclasses
+import os
+import types
+import typing
+
+from fcn_tf.utils.names import closest
+
+
+class ConfigError(ValueError):
+    """A config value or key that is not valid; the message names the key."""
+
+
+def _type_name(tp):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "object"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value, tp, key, base_dir, is_path):
+    """Check ``value`` against the annotation ``tp``; return the converted value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is typing.Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                return _convert(value, arg, key, base_dir, is_path)
+            except ConfigError as error:
+                errors.append(error)
+        raise ConfigError(
+            f"{key}: expected {_type_name(tp)}, received {value!r} "
+            f"({type(value).__name__})."
+        )
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, received {value!r}.")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        guess = closest(value, args) if isinstance(value, str) else None
+        hint = f" Did you mean {guess!r}?" if guess is not None else ""
+        raise ConfigError(
+            f"{key}: expected one of {', '.join(repr(a) for a in args)}, "
+            f"received {value!r}.{hint}"
+        )
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{key}: expected an object with keys "
+                f"{', '.join(f.name for f in dataclasses.fields(tp))}, received {value!r}."
+            )
+        return parse_section(tp, value, key, base_dir)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(
+                f"{key}: expected a list ({_type_name(tp)}), received {value!r}."
+            )
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(
+                    f"{key}: expected a list of {len(args)} values, received {value!r}."
+                )
+            items = [
+                _convert(v, a, f"{key}[{i}]", base_dir, is_path)
+                for i, (v, a) in enumerate(zip(value, args))
+            ]
+        else:
+            item_tp = args[0] if args else typing.Any
+            items = [
+                _convert(v, item_tp, f"{key}[{i}]", base_dir, is_path)
+                for i, v in enumerate(value)
+            ]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected an object, received {value!r}.")
+        value_tp = args[1] if len(args) == 2 else typing.Any
+        return {
+            str(k): _convert(v, value_tp, f"{key}.{k}", base_dir, is_path)
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, received {value!r}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, received {value!r}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, received {value!r}.")
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, received {value!r}.")
+        if is_path and base_dir is not None:
+            value = os.path.normpath(
+                os.path.join(base_dir, os.path.expanduser(value))
+            )
+        return value
+    raise TypeError(f"Unsupported config annotation {tp!r} for {key}.")
+
+
+def _check_bounds(value, meta, key):
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        guess = closest(value, meta["choices"]) if isinstance(value, str) else None
+        hint = f" Did you mean {guess!r}?" if guess is not None else ""
+        raise ConfigError(
+            f"{key}: expected one of {', '.join(repr(c) for c in meta['choices'])}, "
+            f"received {value!r}.{hint}"
+        )
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if "min" in meta and v < meta["min"]:
+            raise ConfigError(f"{key}: must be >= {meta['min']}, received {value!r}.")
+        if "max" in meta and v > meta["max"]:
+            raise ConfigError(f"{key}: must be <= {meta['max']}, received {value!r}.")
+
+
+def parse_section(cls, mapping, section, base_dir=None):
+    """Build dataclass ``cls`` from ``mapping``, validating every key.
+
+    Args:
+        cls: a dataclass type describing the section.
+        mapping: the dict read from the config file (``None`` means empty).
+        section: the section's dotted name, used in error messages.
+        base_dir: folder that relative paths are resolved against.
+
+    Raises:
+        ConfigError: for an unknown key, a wrong type or an out-of-range value.
+    """
+    mapping = {} if mapping is None else mapping
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"'{section}' must be an object, received {mapping!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in mapping:
+        if key not in fields:
+            guess = closest(key, fields)
+            hint = f" Did you mean {guess!r}?" if guess else ""
+            raise ConfigError(
+                f"Unknown key {key!r} in '{section}'.{hint} "
+                f"Valid keys: {', '.join(sorted(fields))}."
+            )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, field in fields.items():
+        if name not in mapping:
+            if (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
+                raise ConfigError(f"Missing required key '{section}.{name}'.")
+            continue
+        key = f"{section}.{name}"
+        meta = field.metadata
+        value = _convert(
+            mapping[name], hints[name], key, base_dir, bool(meta.get("path"))
+        )
+        _check_bounds(value, meta, key)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"'{section}': {error}") from None
+
+
+def to_dict(obj):
+    """Turn a (nested) config dataclass back into plain JSON-able data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
