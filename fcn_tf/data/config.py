@@ -1,0 +1,182 @@
+"""The "data" section of a config file: :class:`DataConfig`.
+
+Every key is read by name and checked by :func:`fcn_tf.config.parse_section`
+(unknown keys get a did-you-mean error). Values left out are filled from the
+format's defaults in ``__post_init__``, so a parsed config always says which
+folders, encoding, classes and colours are really used; ``to_dict`` of it is
+what training logs.
+
+Example:
+    >>> cfg = DataConfig(format="camvid", root="/data/camvid", num_classes=11,
+    ...                  ignore_values=[11])
+    >>> cfg.mask_encoding, cfg.class_names[:2]
+    ('ids', ['class_0', 'class_1'])
+"""
+
+import dataclasses
+import os
+
+from fcn_tf.config import ConfigError, load_jsonc, parse_section
+from fcn_tf.data import builtin, palette
+
+FORMATS = ("builtin", "voc", "voc_aug", "folders", "single_folder", "camvid")
+MASK_ENCODINGS = ("ids", "palette", "rgb", "binary")
+
+# Format -> default mask encoding and number of classes (None: must be given).
+_FORMAT_DEFAULTS = {
+    "builtin": ("ids", len(builtin.CLASS_NAMES)),
+    "voc": ("palette", len(palette.VOC_CLASS_NAMES)),
+    "voc_aug": ("palette", len(palette.VOC_CLASS_NAMES)),
+    "folders": ("ids", None),
+    "single_folder": ("ids", None),
+    "camvid": ("ids", None),
+}
+
+BUILTIN_ROOT = os.path.join("data", "builtin")
+
+
+def _field(default=None, factory=None, help="", **meta):
+    meta["help"] = help
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class SplitConfig:
+    """Where one split lives; every path is relative to ``data.root``."""
+
+    images: str | None = _field(help="image folder (or the shared folder for single_folder)")
+    masks: str | None = _field(help="mask folder")
+    list: str | None = _field(help="list file of stems, one per line (voc formats)")
+
+
+@dataclasses.dataclass
+class ColorMapEntry:
+    """One row of the colour -> class table used by ``mask_encoding: "rgb"``."""
+
+    color: tuple[int, int, int] = _field(min=0, max=255, help="RGB colour in the mask")
+    label: int = _field(0, min=0, max=255, help="class id (or the ignore label)")
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    """Training augmentation; geometric parts act on image and mask jointly."""
+
+    enabled: bool = _field(True, help="false turns every augmentation off")
+    scale: tuple[float, float] = _field((0.5, 2.0), min=0.05, max=8.0, help="random scale range")
+    flip: bool = _field(True, help="random horizontal flip")
+    rotation: float = _field(0.0, min=0.0, max=45.0, help="max rotation in degrees (0 = off)")
+    brightness: float = _field(0.1, min=0.0, max=1.0, help="max brightness delta (fraction of 255)")
+    contrast: float = _field(0.1, min=0.0, max=0.9, help="contrast factor in [1-c, 1+c]")
+    saturation: float = _field(0.1, min=0.0, max=0.9, help="saturation factor in [1-s, 1+s]")
+    hue: float = _field(0.02, min=0.0, max=0.5, help="max hue shift (fraction of the hue circle)")
+
+    def __post_init__(self):
+        if self.scale[0] > self.scale[1]:
+            raise ConfigError(
+                f"data.augment.scale: expected [min, max] with min <= max, "
+                f"received {list(self.scale)}. Swap the two values."
+            )
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Everything that turns files on disk into batches (see docs/DATA.md)."""
+
+    format: str = _field("builtin", choices=FORMATS, help="dataset layout")
+    root: str | None = _field(path=True, help="dataset folder, relative to the config file")
+    splits: dict[str, SplitConfig] | None = _field(help="split name -> folders/list; default per format")
+    mask_suffix: str = _field("_mask", help="single_folder: mask file stem = image stem + suffix")
+    mask_encoding: str | None = _field(choices=MASK_ENCODINGS, help="how masks store classes")
+    color_map: list[ColorMapEntry] | None = _field(help="rgb encoding: colour -> class table")
+    num_classes: int | None = _field(min=1, max=255, help="number of classes (ignore excluded)")
+    class_names: list[str] | None = _field(help="one name per class")
+    colors: list[tuple[int, int, int]] | None = _field(min=0, max=255, help="one RGB colour per class")
+    ignore_label: int = _field(255, min=0, max=255, help="mask value ignored by losses and metrics")
+    ignore_values: list[int] = _field(factory=list, min=0, max=255, help="raw mask values mapped to ignore_label")
+    image_channels: int = _field(3, choices=(1, 3), help="channels the model takes")
+    crop_size: tuple[int, int] = _field((128, 128), min=8, help="training crop [height, width]")
+    eval_pad_multiple: int = _field(32, min=1, help="eval batches padded to a multiple of this")
+    augment: AugmentConfig = _field(factory=AugmentConfig, help="training augmentation")
+    cache: str = _field("auto", choices=("auto", "memory", "off"), help="keep decoded data in memory")
+    cache_limit_mb: int = _field(1024, min=0, help="'auto' caches when the decoded split fits")
+    shuffle_buffer: int = _field(1024, min=1, help="shuffle buffer (in decoded examples)")
+    seed: int = _field(0, help="seed of shuffling and augmentation")
+    deterministic: bool = _field(False, help="fixed element order (tests, debugging)")
+
+    def __post_init__(self):
+        encoding, num_classes = _FORMAT_DEFAULTS[self.format]
+        if self.mask_encoding is None:
+            self.mask_encoding = encoding
+        if self.root is None and self.format == "builtin":
+            self.root = BUILTIN_ROOT
+        if self.root is None:
+            raise ConfigError(
+                f"data.root: the {self.format!r} format needs the dataset folder, "
+                "received nothing. Add \"root\": \"path/to/dataset\" (relative to "
+                "the config file)."
+            )
+        if self.num_classes is None:
+            if self.class_names is not None:
+                num_classes = len(self.class_names)
+            elif self.mask_encoding == "binary":
+                num_classes = 2
+            if num_classes is None:
+                raise ConfigError(
+                    f"data.num_classes: the {self.format!r} format has no default "
+                    "class count. Give \"num_classes\" or a \"class_names\" list."
+                )
+            self.num_classes = num_classes
+        n = self.num_classes
+        if self.class_names is None:
+            self.class_names = (
+                list(builtin.CLASS_NAMES) if self.format == "builtin"
+                else palette.default_class_names(n)
+            )
+        if self.colors is None:
+            self.colors = palette.default_colors(n)
+        for key in ("class_names", "colors"):
+            if len(getattr(self, key)) != n:
+                raise ConfigError(
+                    f"data.{key}: expected {n} entries (num_classes), received "
+                    f"{len(getattr(self, key))}. Give one entry per class."
+                )
+        self.colors = [tuple(c) for c in self.colors]
+        if self.ignore_label < n:
+            raise ConfigError(
+                f"data.ignore_label: {self.ignore_label} is a class id (num_classes={n}). "
+                "Use a value >= num_classes, usually 255, and map raw void ids "
+                "with \"ignore_values\"."
+            )
+        if self.mask_encoding == "binary" and n != 2:
+            raise ConfigError(
+                f"data.num_classes: the binary mask encoding gives 2 classes, received {n}."
+            )
+        self.splits = dict(self.splits) if self.splits else None
+
+    def to_dict(self):
+        """Plain JSON-able dict of the resolved config."""
+        from fcn_tf.config.schema import to_dict
+
+        return to_dict(self)
+
+
+def parse_data_config(mapping, base_dir=None):
+    """Build a :class:`DataConfig` from the "data" mapping of a config file."""
+    mapping = dict(mapping or {})
+    if mapping.get("format", "builtin") == "builtin" and "root" not in mapping:
+        mapping["root"] = BUILTIN_ROOT  # resolved against the config's folder
+    return parse_section(DataConfig, mapping, "data", base_dir)
+
+
+def load_data_config(path):
+    """Read the "data" section of the config file at ``path`` (other sections ignored).
+
+    Paths in it are resolved against the folder of ``path``.
+    """
+    document = load_jsonc(path)
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a JSON object at top level.")
+    base_dir = os.path.dirname(os.path.abspath(os.fspath(path)))
+    return parse_data_config(document.get("data"), base_dir)

@@ -1,0 +1,232 @@
+"""Dataset layouts: turn a :class:`DataConfig` split into (image, mask) file pairs.
+
+Each format only says where a split's files are; matching is by file stem
+(``0001.jpg`` <-> ``0001.png``) or, for the VOC formats, by the stems listed
+in a split file. Problems are collected, not printed: :class:`SplitListing`
+keeps the images without masks, the masks without images and the listed
+stems whose files are missing, each with its path.
+
+| format          | images                         | masks                          |
+|-----------------|--------------------------------|--------------------------------|
+| ``voc``         | ``JPEGImages/<stem>.jpg``       | ``SegmentationClass/<stem>.png`` |
+| ``voc_aug``     | ``JPEGImages/<stem>.jpg``       | ``SegmentationClassAug/<stem>.png`` |
+| ``camvid``      | ``<split>/``                    | ``<split>annot/``              |
+| ``builtin``     | as camvid, generated on first use |                              |
+| ``folders``     | ``images/<split>/``             | ``masks/<split>/``             |
+| ``single_folder`` | ``<split>/<stem>.png``        | ``<split>/<stem>_mask.png``    |
+"""
+
+import dataclasses
+import os
+
+from fcn_tf.data.builtin import ensure_builtin_dataset
+from fcn_tf.data.config import SplitConfig
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as configured; the message names the files."""
+
+
+_VOC_LISTS = "ImageSets/Segmentation"
+_DEFAULTS = {
+    "voc": lambda s: SplitConfig("JPEGImages", "SegmentationClass", f"{_VOC_LISTS}/{s}.txt"),
+    "voc_aug": lambda s: SplitConfig(
+        "JPEGImages", "SegmentationClassAug",
+        f"{_VOC_LISTS}/{'train_aug' if s == 'train' else s}.txt",
+    ),
+    "camvid": lambda s: SplitConfig(s, s + "annot"),
+    "builtin": lambda s: SplitConfig(s, s + "annot"),
+    "folders": lambda s: SplitConfig(f"images/{s}", f"masks/{s}"),
+    "single_folder": lambda s: SplitConfig(s, s),
+}
+
+
+@dataclasses.dataclass
+class SplitListing:
+    """The files of one split and what did not match."""
+
+    split: str
+    pairs: list  # [(image_path, mask_path)], sorted by stem
+    images_without_masks: list = dataclasses.field(default_factory=list)
+    masks_without_images: list = dataclasses.field(default_factory=list)
+    duplicate_stems: list = dataclasses.field(default_factory=list)
+
+
+def _root(config):
+    if config.format == "builtin":
+        ensure_builtin_dataset(config.root)
+    if not os.path.isdir(config.root):
+        raise DatasetError(
+            f"data.root: folder {config.root!r} does not exist (format "
+            f"{config.format!r}). Fix the path; relative paths are resolved "
+            "against the config file's folder."
+        )
+    return config.root
+
+
+def split_names(config):
+    """The configured splits: ``data.splits`` keys, or the format's defaults that exist."""
+    if config.splits:
+        return list(config.splits)
+    root = _root(config)
+    names = []
+    for split in ("train", "val", "test"):
+        paths = _DEFAULTS[config.format](split)
+        probe = paths.list if paths.list else paths.images
+        if os.path.exists(os.path.join(root, probe)):
+            names.append(split)
+    return names
+
+
+def split_paths(config, split):
+    """The split's :class:`SplitConfig` with absolute paths."""
+    root = _root(config)
+    if config.splits:
+        if split not in config.splits:
+            raise DatasetError(
+                f"Split {split!r} is not in data.splits. Available: "
+                f"{', '.join(sorted(config.splits))}. Add it under data.splits."
+            )
+        given = config.splits[split]
+    else:
+        given = SplitConfig()
+    default = _DEFAULTS[config.format](split)
+
+    def resolve(name):
+        value = getattr(given, name) or getattr(default, name)
+        return os.path.normpath(os.path.join(root, value)) if value else None
+
+    return SplitConfig(resolve("images"), resolve("masks"), resolve("list"))
+
+
+def _require_dir(path, what, split):
+    if not os.path.isdir(path):
+        raise DatasetError(
+            f"Split {split!r}: {what} folder {path!r} does not exist. Check data.root "
+            f"and data.splits.{split}."
+        )
+
+
+def _by_stem(folder, suffix=""):
+    """{stem: path} of image-like files in ``folder`` whose stem ends with suffix."""
+    found, duplicates = {}, []
+    for name in sorted(os.listdir(folder)):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in IMAGE_EXTENSIONS or not stem.endswith(suffix):
+            continue
+        stem = stem[: len(stem) - len(suffix)] if suffix else stem
+        path = os.path.join(folder, name)
+        if stem in found:
+            duplicates.append(path)
+        else:
+            found[stem] = path
+    return found, duplicates
+
+
+def _match(split, images, masks, duplicates=()):
+    pairs = [(images[s], masks[s]) for s in sorted(images) if s in masks]
+    return SplitListing(
+        split,
+        pairs,
+        [images[s] for s in sorted(images) if s not in masks],
+        [masks[s] for s in sorted(masks) if s not in images],
+        list(duplicates),
+    )
+
+
+def _find(folder, stem, extensions):
+    for ext in extensions:
+        path = os.path.join(folder, stem + ext)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _list_voc(split, paths):
+    if not os.path.isfile(paths.list):
+        raise DatasetError(
+            f"Split {split!r}: list file {paths.list!r} does not exist. Give its "
+            f"path (relative to data.root) as data.splits.{split}.list."
+        )
+    _require_dir(paths.images, "image", split)
+    _require_dir(paths.masks, "mask", split)
+    with open(paths.list) as f:
+        stems = [line.split()[0] for line in f if line.strip()]
+    listing = SplitListing(split, [])
+    for stem in stems:
+        stem = os.path.splitext(os.path.basename(stem))[0]
+        image = _find(paths.images, stem, (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"))
+        mask = _find(paths.masks, stem, (".png", ".bmp", ".tif", ".tiff"))
+        if image and mask:
+            listing.pairs.append((image, mask))
+        elif image:
+            listing.images_without_masks.append(image)
+        elif mask:
+            listing.masks_without_images.append(mask)
+        else:
+            listing.images_without_masks.append(
+                os.path.join(paths.images, stem + ".jpg") + f" (listed in {paths.list}, missing)"
+            )
+    return listing
+
+
+def list_split(config, split):
+    """All files of ``split`` as a :class:`SplitListing` (nothing is decoded)."""
+    paths = split_paths(config, split)
+    if config.format in ("voc", "voc_aug"):
+        return _list_voc(split, paths)
+    _require_dir(paths.images, "image", split)
+    if config.format == "single_folder":
+        files, dups = _by_stem(paths.images)
+        suffix = config.mask_suffix
+        masks = {s[: -len(suffix)]: p for s, p in files.items() if s.endswith(suffix)}
+        images = {s: p for s, p in files.items() if not s.endswith(suffix)}
+        return _match(split, images, masks, dups)
+    _require_dir(paths.masks, "mask", split)
+    images, dups = _by_stem(paths.images)
+    masks, mask_dups = _by_stem(paths.masks)
+    return _match(split, images, masks, dups + mask_dups)
+
+
+def _names(paths, limit=10):
+    shown = "\n  ".join(paths[:limit])
+    more = f"\n  ... and {len(paths) - limit} more" if len(paths) > limit else ""
+    return f"\n  {shown}{more}"
+
+
+def listing_problems(listing):
+    """Human-readable problems of a listing (empty when it is clean)."""
+    problems = []
+    if not listing.pairs:
+        problems.append(f"Split {listing.split!r} has no (image, mask) pairs.")
+    if listing.images_without_masks:
+        problems.append(
+            f"Split {listing.split!r}: {len(listing.images_without_masks)} image(s) "
+            f"without a mask (matched by file stem):{_names(listing.images_without_masks)}"
+        )
+    if listing.masks_without_images:
+        problems.append(
+            f"Split {listing.split!r}: {len(listing.masks_without_images)} mask(s) "
+            f"without an image:{_names(listing.masks_without_images)}"
+        )
+    if listing.duplicate_stems:
+        problems.append(
+            f"Split {listing.split!r}: files sharing a stem with another file "
+            f"(only the first is used):{_names(listing.duplicate_stems)}"
+        )
+    return problems
+
+
+def split_files(config, split, strict=True):
+    """``[(image_path, mask_path), ...]`` of ``split``, sorted by stem.
+
+    With ``strict`` (the default) an empty split or any unmatched file raises
+    :class:`DatasetError` naming the files.
+    """
+    listing = list_split(config, split)
+    problems = listing_problems(listing)
+    if strict and problems:
+        raise DatasetError("\n".join(problems) + "\nFix or remove these files, or fix data.splits.")
+    return listing.pairs

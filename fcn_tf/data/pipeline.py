@@ -1,0 +1,190 @@
+"""tf.data pipelines: file list -> decode -> (augment) -> normalise -> batches.
+
+Training: shuffle the file list (seeded), decode in parallel, optionally cache
+the decoded pairs, augment each pair with its own stateless seed, normalise
+with the backbone's :class:`~fcn_tf.preprocessing.Preprocessing`, batch with
+a fixed crop size and prefetch.
+
+Evaluation: decode, normalise, and pad each example to a multiple of
+``eval_pad_multiple`` (image with 0 = the mean pixel after normalisation, mask
+with the ignore label); padded batching keeps every label at full resolution.
+
+Example:
+    >>> from fcn_tf.preprocessing import Preprocessing
+    >>> ds = build_dataset(DataConfig(), "train", training=True, batch_size=8,
+    ...                    preprocessing=Preprocessing.preset("unit"))  # doctest: +SKIP
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from fcn_tf.data.augment import augment_example
+from fcn_tf.data.decode import make_decoder
+from fcn_tf.data.formats import DatasetError, split_files
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What travels with a dataset to logs, legends and exports."""
+
+    num_classes: int
+    class_names: tuple
+    colors: tuple  # one (r, g, b) per class
+    ignore_label: int
+    image_channels: int
+
+    def to_dict(self):
+        return {
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "colors": [list(c) for c in self.colors],
+            "ignore_label": self.ignore_label,
+            "image_channels": self.image_channels,
+        }
+
+
+def dataset_info(config):
+    """The :class:`DatasetInfo` of a :class:`DataConfig`."""
+    return DatasetInfo(
+        num_classes=config.num_classes,
+        class_names=tuple(config.class_names),
+        colors=tuple(tuple(int(v) for v in c) for c in config.colors),
+        ignore_label=config.ignore_label,
+        image_channels=config.image_channels,
+    )
+
+
+def _decoded_megabytes(config, files):
+    """Estimate of the decoded size of ``files`` from the first image's header."""
+    from PIL import Image
+
+    with Image.open(files[0][0]) as im:
+        w, h = im.size
+    return len(files) * h * w * (config.image_channels + 1) / 2**20
+
+
+def should_cache(config, files):
+    """Whether the decoded split is kept in memory (``cache`` setting)."""
+    if config.cache == "memory":
+        return True
+    if config.cache == "off" or not files:
+        return False
+    return _decoded_megabytes(config, files) <= config.cache_limit_mb
+
+
+def _shard(files, input_context, split):
+    if input_context is None or input_context.num_input_pipelines == 1:
+        return files
+    shard = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
+    if not shard:
+        raise DatasetError(
+            f"Split {split!r} has {len(files)} files, fewer than the "
+            f"{input_context.num_input_pipelines} input pipelines; each worker needs "
+            "at least one file. Use fewer workers or more data."
+        )
+    return shard
+
+
+def _normaliser(preprocessing):
+    """``(x - mean) / std`` in plain TensorFlow (tf.data runs whatever the Keras backend)."""
+    mean = tf.constant(preprocessing.mean, tf.float32)
+    std = tf.constant(preprocessing.std, tf.float32)
+    return lambda image: (tf.cast(image, tf.float32) - mean) / std
+
+
+def _pad_to_multiple(image, mask, multiple, ignore_label):
+    shape = tf.shape(mask)
+    target = (shape + multiple - 1) // multiple * multiple
+    pad_h, pad_w = target[0] - shape[0], target[1] - shape[1]
+    image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])
+    mask = tf.pad(mask, [[0, pad_h], [0, pad_w]], constant_values=ignore_label)
+    return image, mask
+
+
+def build_dataset(
+    config,
+    split,
+    *,
+    training,
+    batch_size,
+    preprocessing,
+    seed=None,
+    input_context=None,
+):
+    """A ``tf.data.Dataset`` of ``(image, mask)`` batches for ``split``.
+
+    Args:
+        config: a :class:`~fcn_tf.data.config.DataConfig`.
+        split: split name, e.g. ``"train"`` or ``"val"``.
+        training: True for shuffled, augmented, fixed-size crops; False for
+            full-resolution evaluation batches.
+        batch_size: global batch size (divided per replica with ``input_context``).
+        preprocessing: the backbone's :class:`~fcn_tf.preprocessing.Preprocessing`.
+        seed: overrides ``config.seed``.
+        input_context: a ``tf.distribute.InputContext``: per-replica batch
+            size, and files sharded across input pipelines (multi-worker).
+
+    Returns:
+        Batches of ``image`` float32 ``[B, H, W, C]`` (normalised) and ``mask``
+        int32 ``[B, H, W]`` (class ids or ``config.ignore_label``). Training
+        batches are ``config.crop_size`` and drop the last partial batch.
+    """
+    seed = config.seed if seed is None else seed
+    files = split_files(config, split)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    files = _shard(files, input_context, split)
+    if training and len(files) < batch_size:
+        raise DatasetError(
+            f"Split {split!r} has {len(files)} examples, fewer than the batch size "
+            f"{batch_size}, so no full training batch can be made. Lower the batch size."
+        )
+    preprocessing = preprocessing.for_channels(config.image_channels)
+    decode = make_decoder(config)
+    normalise = _normaliser(preprocessing)
+    cache = should_cache(config, files)
+
+    images, masks = zip(*files)
+    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
+    if training and not cache:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+        if training:
+            ds = ds.shuffle(min(config.shuffle_buffer, len(files)), seed=seed,
+                            reshuffle_each_iteration=True)
+
+    if training:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds)
+
+        def train_map(pair, example_seed):
+            image, mask = augment_example(
+                pair[0], pair[1], example_seed,
+                augment=config.augment, crop_size=config.crop_size,
+                mean=preprocessing.mean, ignore_label=config.ignore_label,
+            )
+            return normalise(image), tf.cast(mask, tf.int32)
+
+        ds = ds.map(train_map, num_parallel_calls=AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=True)
+    else:
+        def eval_map(image, mask):
+            image = normalise(image)
+            return _pad_to_multiple(image, tf.cast(mask, tf.int32),
+                                    config.eval_pad_multiple, config.ignore_label)
+
+        ds = ds.map(eval_map, num_parallel_calls=AUTOTUNE)
+        ds = ds.padded_batch(
+            batch_size,
+            padding_values=(tf.constant(0.0), tf.constant(config.ignore_label, tf.int32)),
+        )
+    options = tf.data.Options()
+    options.deterministic = bool(config.deterministic)
+    if input_context is not None:  # already sharded by file above
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(AUTOTUNE)
