@@ -1,3 +1,25 @@
-"""fcn_tf: semantic segmentation networks for TensorFlow 2 / Keras 3."""
+"""fcn_tf: semantic segmentation networks for TensorFlow 2 / Keras 3.
+
+Example:
+    >>> import fcn_tf
+    >>> "fcn8s" in fcn_tf.list_models()
+    True
+"""
 
 __version__ = "0.1.0"
+
+from fcn_tf.models import (  # noqa: E402
+    build_model,
+    default_preprocessing,
+    list_backbones,
+    list_models,
+)
+from fcn_tf.preprocessing import Preprocessing  # noqa: E402
+
+__all__ = [
+    "Preprocessing",
+    "build_model",
+    "default_preprocessing",
+    "list_backbones",
+    "list_models",
+]

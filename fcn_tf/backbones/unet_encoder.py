@@ -1,0 +1,34 @@
+"""The U-Net contracting path (Ronneberger et al., 2015)."""
+
+from keras import layers
+
+from fcn_tf.backbones.features import Features
+
+
+def double_conv(x, filters, prefix, padding="same", batch_norm=True):
+    """Two 3x3 convolutions, each followed by BatchNorm (optional) and ReLU."""
+    for index in (1, 2):
+        x = layers.Conv2D(
+            filters, 3, padding=padding, use_bias=not batch_norm,
+            name=f"{prefix}_conv{index}",
+        )(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{prefix}_bn{index}")(x)
+        x = layers.ReLU(name=f"{prefix}_relu{index}")(x)
+    return x
+
+
+def unet_encoder(inputs, *, base_filters=64, depth=4, padding="same", batch_norm=True):
+    """Build the contracting path; return :class:`Features` ``P0``-``P{depth}``.
+
+    Level ``n`` has ``base_filters * 2**n`` channels at stride ``2**n``; the
+    deepest level is the bottleneck (1024 channels in the paper).
+    """
+    features = Features()
+    x = inputs
+    for level in range(depth + 1):
+        if level:
+            x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+        x = double_conv(x, base_filters * 2**level, f"enc{level}", padding, batch_norm)
+        features.add(level, x, 2**level)
+    return features

@@ -1,0 +1,21 @@
+"""Keras layers and initializers that the networks are built from.
+
+All of them work at any input size: spatial sizes are read at run time, so
+models built on ``(None, None, C)`` inputs export and serve at any size.
+"""
+
+from fcn_tf.layers.crop import CenterCropLike, CropLike
+from fcn_tf.layers.initializers import BilinearUpsampling, bilinear_kernel
+from fcn_tf.layers.pad import PadToMultiple
+from fcn_tf.layers.resize import BroadcastLike, ResizeLike, resize_images
+
+__all__ = [
+    "BilinearUpsampling",
+    "BroadcastLike",
+    "CenterCropLike",
+    "CropLike",
+    "PadToMultiple",
+    "ResizeLike",
+    "bilinear_kernel",
+    "resize_images",
+]

@@ -1,0 +1,117 @@
+"""U-Net (Ronneberger, Fischer & Brox, MICCAI 2015).
+
+Double 3x3 convolutions with BatchNorm and ReLU, 2x2 max pooling down and
+2x2 transposed convolutions up, skip concatenation, 1x1 head.
+
+``padding="same"`` (default) accepts any size: the input is zero-padded at
+the bottom/right to a multiple of ``2**depth`` and the logits are cropped
+back. ``padding="valid"`` builds the paper's network, whose output is smaller
+than its input and whose input size must satisfy the rule in
+:func:`unet_valid_output_size` (572x572 in, 388x388 out for depth 4).
+"""
+
+import keras
+from keras import layers
+
+from fcn_tf.backbones.unet_encoder import double_conv, unet_encoder
+from fcn_tf.layers import CenterCropLike, CropLike, PadToMultiple
+from fcn_tf.models.common import logits_output, model_inputs
+
+
+def _valid_output_size(size, depth):
+    """Output size of a valid-padding U-Net, or ``None`` if ``size`` does not fit."""
+    s = size
+    for _ in range(depth):
+        s -= 4
+        if s <= 0 or s % 2:
+            return None
+        s //= 2
+    s -= 4
+    for _ in range(depth):
+        if s <= 0:
+            return None
+        s = 2 * s - 4
+    return s if s > 0 else None
+
+
+def unet_valid_output_size(size, depth=4):
+    """Output size of a valid-padding U-Net for input ``size``; raise if invalid.
+
+    Each level's two 3x3 valid convolutions remove 4 pixels and every pooled
+    size must be even. For depth 4 the input must be ``16 k + 12`` with
+    ``k >= 8`` (140, 156, ..., 572, ...), and the output is ``input - 184``.
+
+    Example:
+        >>> unet_valid_output_size(572)
+        388
+    """
+    out = _valid_output_size(size, depth)
+    if out is not None:
+        return out
+    candidates = range(max(1, size - 64), size + 65)
+    valid = [n for n in candidates if _valid_output_size(n, depth) is not None]
+    nearest = sorted(sorted(valid, key=lambda n: abs(n - size))[:2])
+    hint = f" Nearest valid sizes: {', '.join(map(str, nearest))}." if nearest else ""
+    raise ValueError(
+        f"U-Net with padding='valid' and depth={depth} cannot take size {size}: "
+        "every level needs a positive, even size after its two valid "
+        f"convolutions.{hint} Or use padding='same', which accepts any size."
+    )
+
+
+def build_unet(
+    num_classes,
+    backbone="unet_encoder",
+    *,
+    base_filters=64,
+    depth=4,
+    padding="same",
+    batch_norm=True,
+    input_channels=3,
+    input_size=None,
+):
+    """Build a U-Net.
+
+    Args:
+        num_classes: output channels; ``1`` gives a single logit for binary
+            segmentation (use a sigmoid loss).
+        backbone: only ``"unet_encoder"`` (the paper's contracting path).
+        base_filters: filters at full resolution (64 in the paper), doubled
+            at every level.
+        depth: number of 2x down-samplings (4 in the paper: 64 ... 1024).
+        padding: ``"same"`` (any size in, same size out) or ``"valid"``
+            (the paper's network; see :func:`unet_valid_output_size`).
+        batch_norm: BatchNorm after every convolution.
+        input_channels: 1 for grayscale, 3 for RGB, or any other count.
+        input_size: optional fixed ``(height, width)``.
+    """
+    if padding not in ("same", "valid"):
+        raise ValueError(
+            f"U-Net padding must be 'same' or 'valid', received {padding!r}."
+        )
+    if backbone != "unet_encoder":
+        raise ValueError(
+            f"U-Net supports only backbone 'unet_encoder', received {backbone!r}."
+        )
+    inputs = model_inputs(input_channels, input_size)
+    if padding == "valid" and input_size is not None:
+        for side in input_size:
+            if side is not None:
+                unet_valid_output_size(side, depth)
+    x = PadToMultiple(2**depth, name="pad_to_multiple")(inputs) if padding == "same" else inputs
+    features = unet_encoder(
+        x, base_filters=base_filters, depth=depth, padding=padding, batch_norm=batch_norm
+    )
+    x = features[f"P{depth}"]
+    for level in reversed(range(depth)):
+        filters = base_filters * 2**level
+        x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
+        skip = features[f"P{level}"]
+        if padding == "valid":
+            skip = CenterCropLike(name=f"dec{level}_crop")(skip, x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([skip, x])
+        x = double_conv(x, filters, f"dec{level}", padding, batch_norm)
+    x = layers.Conv2D(num_classes, 1, name="head")(x)
+    if padding == "same":
+        x = CropLike(0, name="crop_to_input")(x, inputs)
+    return keras.Model(inputs, logits_output(x), name="unet")
