@@ -1,23 +1,24 @@
 """Training augmentation on canonical (image, mask) pairs, stateless and seeded.
 
-Geometry (random scale, optional small rotation, random crop with padding,
-horizontal flip) is folded into one affine map from crop pixels to source
-pixels, applied with a single ``ImageProjectiveTransformV3`` to the image
-(bilinear) and to the mask (nearest, always). Only the crop is computed, so
-scaling a large image up costs no more than the crop itself. Pixels that fall
-outside the source are padding: the mean pixel for the image (the transform
-runs on ``image - mean`` with fill 0) and the ignore label for the mask.
+Order: photometric jitter (brightness, contrast, saturation, hue) on pixels in
+[0, 255], then normalisation, then geometry on image and mask jointly:
+random scale, optional small rotation, random crop to the training size with
+padding, horizontal flip. Padding is 0 in the normalised image (the mean
+pixel) and the ignore label in the mask, so padded pixels never score.
 
-Photometric jitter (brightness, contrast, saturation, hue) runs before the
-geometry, so padding stays exactly the mean pixel and becomes 0 after
-normalisation.
+The mask is always sampled with nearest neighbour, at the same source points
+as the image (bilinear). Without rotation only the crop's source window is
+resized (``ResizeBilinear`` for the image, row/column gathers for the mask),
+so a 2x upscale costs no more than the crop itself. With rotation one affine
+``ImageProjectiveTransformV3`` per tensor maps crop pixels to source pixels.
 
-Every random draw comes from a per-example ``seed`` (shape [2] int), so
-results depend only on the seed, never on thread scheduling.
+Every random draw comes from the per-example ``seed`` (int [2]), so the
+result depends only on the seed, never on thread scheduling.
 """
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -25,56 +26,122 @@ def _uniform(seed, low, high):
     return tf.random.stateless_uniform([], seed, low, high, dtype=tf.float32)
 
 
+def _randint(seed, low, high):
+    """Uniform integer in [low, high] (inclusive)."""
+    return tf.random.stateless_uniform([], seed, low, high + 1, dtype=tf.int32)
+
+
+# RGB <-> YIQ: hue is a rotation of the IQ plane and saturation a scaling of
+# it, so brightness, contrast, saturation and hue together are one affine map
+# per pixel (one 3x3 matmul) instead of two RGB<->HSV round trips.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+
 def photometric(image, seed, augment):
-    """Brightness / contrast / saturation / hue jitter of a float [H,W,C] image in [0,255]."""
+    """Brightness / contrast / saturation / hue jitter of a float [H,W,C] image in [0,255].
+
+    Same parameter ranges as ``tf.image.random_{brightness,contrast,saturation,hue}``;
+    hue and saturation act in YIQ space (a close approximation of HSV's).
+    """
     seeds = tf.random.experimental.stateless_split(seed, 4)
-    x = image / 255.0
-    if augment.brightness > 0:
-        x = tf.image.stateless_random_brightness(x, augment.brightness, seeds[0])
-    if augment.contrast > 0:
-        x = tf.image.stateless_random_contrast(x, 1 - augment.contrast, 1 + augment.contrast, seeds[1])
-    if image.shape[-1] == 3:
-        if augment.saturation > 0:
-            x = tf.image.stateless_random_saturation(
-                x, 1 - augment.saturation, 1 + augment.saturation, seeds[2]
-            )
-        if augment.hue > 0:
-            x = tf.image.stateless_random_hue(x, augment.hue, seeds[3])
-    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+    channels = image.shape[-1]
+    brightness = _uniform(seeds[0], -augment.brightness, augment.brightness) * 255.0
+    contrast = _uniform(seeds[1], 1 - augment.contrast, 1 + augment.contrast)
+    mean = tf.reduce_mean(image, axis=[0, 1])
+    # Contrast about the per-channel mean, then brightness: x -> c x + offset.
+    offset = (1.0 - contrast) * mean + brightness
+    if channels != 3:
+        return tf.clip_by_value(contrast * image + offset, 0.0, 255.0)
+    saturation = _uniform(seeds[2], 1 - augment.saturation, 1 + augment.saturation)
+    angle = _uniform(seeds[3], -augment.hue, augment.hue) * (2.0 * math.pi)
+    cos, sin = tf.cos(angle) * saturation, tf.sin(angle) * saturation
+    zero, one = tf.constant(0.0), tf.constant(1.0)
+    iq = tf.stack([tf.stack([one, zero, zero]), tf.stack([zero, cos, -sin]),
+                   tf.stack([zero, sin, cos])])
+    color = tf.constant(_YIQ_TO_RGB, tf.float32) @ iq @ tf.constant(_RGB_TO_YIQ, tf.float32)
+    matrix = tf.transpose(color)  # pixels are rows
+    flat = tf.reshape(image, [-1, 3])
+    out = flat @ (contrast * matrix) + tf.linalg.matvec(color, offset)
+    return tf.reshape(tf.clip_by_value(out, 0.0, 255.0), tf.shape(image))
 
 
 def _matrix(rows):
     return tf.stack([tf.stack([tf.cast(v, tf.float32) for v in row]) for row in rows])
 
 
-def crop_transform(source_hw, crop_hw, seed, augment):
-    """The 8-vector projective transform mapping crop pixels to source pixels."""
+def _random_scale(seed, augment):
+    low, high = augment.scale
+    return _uniform(seed, low, high) if high > low else tf.constant(float(low))
+
+
+def _gather_2d(tensor, rows, cols):
+    """tensor[rows][:, cols] for [H, W] (two contiguous row gathers: fast on CPU)."""
+    return tf.transpose(tf.gather(tf.transpose(tf.gather(tensor, rows)), cols))
+
+
+def _crop_or_pad(image, mask, crop_hw, seeds, ignore_label):
+    """Random crop of size ``crop_hw``; smaller sides are padded at a random place."""
+    shape = tf.shape(mask)
+    starts, pads, takes = [], [], []
+    for axis in range(2):
+        diff = shape[axis] - crop_hw[axis]
+        offset = _randint(seeds[axis], tf.minimum(0, diff), tf.maximum(0, diff))
+        starts.append(tf.maximum(offset, 0))
+        pads.append(tf.maximum(-offset, 0))
+        takes.append(tf.minimum(shape[axis], crop_hw[axis]))
+    image = image[starts[0]:starts[0] + takes[0], starts[1]:starts[1] + takes[1]]
+    mask = mask[starts[0]:starts[0] + takes[0], starts[1]:starts[1] + takes[1]]
+    paddings = [[pads[a], crop_hw[a] - takes[a] - pads[a]] for a in range(2)]
+
+    def pad():
+        return (tf.pad(image, paddings + [[0, 0]]),
+                tf.pad(mask, paddings, constant_values=ignore_label))
+
+    return tf.cond(tf.reduce_any(tf.not_equal(takes, crop_hw)), pad, lambda: (image, mask))
+
+
+def _scale_crop(image, mask, seed, augment, crop_hw, ignore_label, colour):
+    """Scale + crop (+ padding) without rotation; ``colour`` maps source pixels."""
     seeds = tf.random.experimental.stateless_split(seed, 5)
+    shape = tf.shape(mask)
+    s = _random_scale(seeds[0], augment)
+    # The source window that covers the crop at scale s, at a random place.
+    window = [tf.minimum(shape[a], tf.cast(tf.math.ceil(crop_hw[a] / s), tf.int32)) for a in range(2)]
+    start = [_randint(seeds[1 + a], 0, shape[a] - window[a]) for a in range(2)]
+    out = [tf.maximum(1, tf.cast(tf.round(tf.cast(window[a], tf.float32) * s), tf.int32))
+           for a in range(2)]
+    region = image[start[0]:start[0] + window[0], start[1]:start[1] + window[1]]
+    image = tf.raw_ops.ResizeBilinear(images=colour(region)[None], size=tf.stack(out),
+                                      half_pixel_centers=True)[0]
+    # Nearest neighbour at the same half-pixel-centre points as ResizeBilinear.
+    index = [
+        start[a] + tf.minimum(window[a] - 1, tf.cast(
+            (tf.range(out[a], dtype=tf.float32) + 0.5) * tf.cast(window[a], tf.float32)
+            / tf.cast(out[a], tf.float32), tf.int32))
+        for a in range(2)
+    ]
+    mask = _gather_2d(mask, index[0], index[1])
+    return _crop_or_pad(image, mask, crop_hw, seeds[3:], ignore_label)
+
+
+def crop_transform(source_hw, crop_hw, seed, augment):
+    """The 8-vector projective transform mapping crop pixels to source pixels (rotation path)."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
     h = tf.cast(source_hw[0], tf.float32)
     w = tf.cast(source_hw[1], tf.float32)
     ch, cw = float(crop_hw[0]), float(crop_hw[1])
-    low, high = augment.scale
-    s = _uniform(seeds[0], low, high) if high > low else tf.constant(float(low))
+    s = _random_scale(seeds[0], augment)
     sh, sw = h * s, w * s
     # Crop offset in the scaled image; negative offsets pad (image placed at random).
-    y0 = _uniform(seeds[1], tf.minimum(0.0, sh - ch), tf.maximum(0.0, sh - ch) + 1e-6)
-    x0 = _uniform(seeds[2], tf.minimum(0.0, sw - cw), tf.maximum(0.0, sw - cw) + 1e-6)
-    y0, x0 = tf.floor(y0), tf.floor(x0)
-    if augment.rotation > 0:
-        angle = _uniform(seeds[3], -augment.rotation, augment.rotation) * (math.pi / 180.0)
-    else:
-        angle = tf.constant(0.0)
-    if augment.flip:
-        flipped = _uniform(seeds[4], 0.0, 1.0) < 0.5
-        sign, flip_offset = tf.where(flipped, -1.0, 1.0), tf.where(flipped, cw, 0.0)
-    else:
-        sign, flip_offset = 1.0, 0.0
+    y0 = tf.floor(_uniform(seeds[1], tf.minimum(0.0, sh - ch), tf.maximum(0.0, sh - ch) + 1e-6))
+    x0 = tf.floor(_uniform(seeds[2], tf.minimum(0.0, sw - cw), tf.maximum(0.0, sw - cw) + 1e-6))
+    angle = _uniform(seeds[3], -augment.rotation, augment.rotation) * (math.pi / 180.0)
     one, zero = 1.0, 0.0
     # Continuous coordinates (pixel centres at i + 0.5), composed right to left:
-    # crop index -> centre -> optional flip -> scaled canvas -> rotate about
-    # its centre -> source -> source index.
+    # crop index -> centre -> scaled canvas -> rotate about its centre ->
+    # source -> source index.
     to_centre = _matrix([[one, zero, 0.5], [zero, one, 0.5], [zero, zero, one]])
-    flip_m = _matrix([[sign, zero, flip_offset], [zero, one, zero], [zero, zero, one]])
     shift = _matrix([[one, zero, x0], [zero, one, y0], [zero, zero, one]])
     cos, sin = tf.cos(angle), tf.sin(angle)
     cx, cy = sw / 2.0, sh / 2.0
@@ -84,7 +151,7 @@ def crop_transform(source_hw, crop_hw, seed, augment):
         [zero, zero, one],
     ])
     unscale = _matrix([[1.0 / s, zero, -0.5], [zero, 1.0 / s, -0.5], [zero, zero, one]])
-    m = unscale @ rotate @ shift @ flip_m @ to_centre
+    m = unscale @ rotate @ shift @ to_centre
     return tf.reshape(m, [9])[:8]
 
 
@@ -99,32 +166,52 @@ def _warp(tensor, transform, crop_hw, interpolation, fill):
     )[0]
 
 
-def augment_example(image, mask, seed, *, augment, crop_size, mean, ignore_label):
-    """Augment one pair; returns (float32 [ch,cw,C] in [0,255], uint8 [ch,cw]).
+def _rotate_scale_crop(image, mask, seed, augment, crop_hw, ignore_label, colour):
+    transform = crop_transform(tf.shape(mask), crop_hw, seed, augment)
+    image = _warp(colour(image), transform, crop_hw, "BILINEAR", 0.0)
+    mask = _warp(mask[..., None], transform, crop_hw, "NEAREST", float(ignore_label))[..., 0]
+    return image, mask
+
+
+def augment_example(image, mask, seed, *, augment, crop_size, preprocessing, ignore_label):
+    """Augment and normalise one pair.
 
     Args:
-        image: uint8 or float [H, W, C], pixels in [0, 255].
-        mask: uint8 [H, W] class ids / ignore label.
-        seed: int [2] stateless seed of this example.
-        augment: an :class:`~fcn_tf.data.config.AugmentConfig`.
-        crop_size: (height, width) of the output.
-        mean: per-channel mean pixel used as image padding.
+        image: uint8 or float ``[H, W, C]``, pixels in [0, 255].
+        mask: uint8 ``[H, W]`` class ids / ignore label.
+        seed: int ``[2]`` stateless seed of this example.
+        augment: an :class:`~fcn_tf.data.config.AugmentConfig`
+            (``enabled=False``: random crop with padding only).
+        crop_size: ``(height, width)`` of the output.
+        preprocessing: the :class:`~fcn_tf.preprocessing.Preprocessing` applied.
         ignore_label: mask padding value.
+
+    Returns:
+        ``(image float32 [h, w, C] normalised, mask uint8 [h, w])``; padding is
+        0 (the mean pixel) in the image and ``ignore_label`` in the mask.
     """
-    image = tf.cast(image, tf.float32)
     crop_hw = (int(crop_size[0]), int(crop_size[1]))
-    photo_seed, geo_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    if augment.enabled:
-        image = photometric(image, photo_seed, augment)
-        transform = crop_transform(tf.shape(mask), crop_hw, geo_seed, augment)
+    photo_seed, geo_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    mean = tf.constant(preprocessing.mean, tf.float32)
+    std = tf.constant(preprocessing.std, tf.float32)
+
+    def colour(pixels):
+        pixels = tf.cast(pixels, tf.float32)
+        if augment.enabled:
+            pixels = photometric(pixels, photo_seed, augment)
+        return (pixels - mean) / std
+
+    geometry = augment if augment.enabled else _NO_AUGMENT
+    if geometry.rotation > 0:
+        image, mask = _rotate_scale_crop(image, mask, geo_seed, geometry, crop_hw, ignore_label, colour)
     else:
-        transform = crop_transform(tf.shape(mask), crop_hw, geo_seed, _NO_AUGMENT)
-    mean = tf.constant(mean, tf.float32)
-    image = _warp(image - mean, transform, crop_hw, "BILINEAR", 0.0) + mean
-    mask = _warp(mask[..., None], transform, crop_hw, "NEAREST", float(ignore_label))[..., 0]
-    image.set_shape(crop_hw + (image.shape[-1],))
-    mask.set_shape(crop_hw)
-    return image, mask
+        image, mask = _scale_crop(image, mask, geo_seed, geometry, crop_hw, ignore_label, colour)
+    if geometry.flip:
+        flip = _uniform(flip_seed, 0.0, 1.0) < 0.5
+        image, mask = tf.cond(flip, lambda: (tf.reverse(image, [1]), tf.reverse(mask, [1])),
+                              lambda: (image, mask))
+    image = tf.ensure_shape(image, crop_hw + (image.shape[-1],))
+    return image, tf.ensure_shape(mask, crop_hw)
 
 
 class _NoAugment:

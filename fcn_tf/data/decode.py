@@ -106,15 +106,29 @@ def _numpy_call(fn, path, rank_shape):
     return out
 
 
+def to_channels(image, channels):
+    """uint8 [H, W, any] (gray, gray+alpha, RGB, RGBA) -> [H, W, channels] (alpha dropped)."""
+    gray = tf.shape(image)[-1] < 3
+    if channels == 3:
+        return tf.cond(gray, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
+
+    def luma():  # ITU-R 601-2, as Pillow's convert("L")
+        weights = tf.constant([0.299, 0.587, 0.114], tf.float32)
+        y = tf.reduce_sum(tf.cast(image[..., :3], tf.float32) * weights, -1, keepdims=True)
+        return tf.cast(tf.round(y), tf.uint8)
+
+    return tf.cond(gray, lambda: image[..., :1], luma)
+
+
 def decode_image(path, channels):
     """uint8 [H, W, channels] tensor from a path tensor."""
     def with_pillow():
         return _numpy_call(lambda p: read_image_array(p.decode(), channels), path, [None, None, channels])
 
     def with_tf():
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-        image.set_shape([None, None, channels])
-        return image
+        # channels=0 then convert: not every TF decoder converts (BMP cannot give 1).
+        image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+        return tf.ensure_shape(to_channels(image, channels), [None, None, channels])
 
     is_tiff = tf.strings.regex_full_match(tf.strings.lower(path), _TIFF)
     return tf.cond(is_tiff, with_pillow, with_tf)

@@ -127,6 +127,9 @@ def build_dataset(
         input_context: a ``tf.distribute.InputContext``: per-replica batch
             size, and files sharded across input pipelines (multi-worker).
 
+    Evaluation batches always keep the sorted file order; training batches
+    keep a reproducible order only with ``config.deterministic``.
+
     Returns:
         Batches of ``image`` float32 ``[B, H, W, C]`` (normalised) and ``mask``
         int32 ``[B, H, W]`` (class ids or ``config.ignore_label``). Training
@@ -151,7 +154,9 @@ def build_dataset(
     ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
     if training and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+    # Evaluation keeps file order (predictions are matched to files).
+    ordered = None if training else True
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=ordered)
     if cache:
         ds = ds.cache()
         if training:
@@ -166,9 +171,9 @@ def build_dataset(
             image, mask = augment_example(
                 pair[0], pair[1], example_seed,
                 augment=config.augment, crop_size=config.crop_size,
-                mean=preprocessing.mean, ignore_label=config.ignore_label,
+                preprocessing=preprocessing, ignore_label=config.ignore_label,
             )
-            return normalise(image), tf.cast(mask, tf.int32)
+            return image, tf.cast(mask, tf.int32)
 
         ds = ds.map(train_map, num_parallel_calls=AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=True)
@@ -178,7 +183,7 @@ def build_dataset(
             return _pad_to_multiple(image, tf.cast(mask, tf.int32),
                                     config.eval_pad_multiple, config.ignore_label)
 
-        ds = ds.map(eval_map, num_parallel_calls=AUTOTUNE)
+        ds = ds.map(eval_map, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.padded_batch(
             batch_size,
             padding_values=(tf.constant(0.0), tf.constant(config.ignore_label, tf.int32)),

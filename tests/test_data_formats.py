@@ -1,0 +1,98 @@
+"""Every layout x mask encoding: file matching, batch shapes/dtypes, exact labels."""
+
+import numpy as np
+import pytest
+
+from data_fixtures import ENCODINGS, IGNORE, LAYOUTS, NUM_CLASSES, SIZE, make_dataset
+from fcn_tf.data import build_dataset, dataset_info, load_data_config, split_files
+from fcn_tf.preprocessing import Preprocessing
+
+IDENTITY = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_layout_and_encoding(tmp_path, layout, encoding):
+    path, written = make_dataset(tmp_path, layout, encoding)
+    config = load_data_config(path)
+    num_classes = 2 if encoding == "binary" else NUM_CLASSES
+    assert config.num_classes == num_classes
+
+    pairs = split_files(config, "train")
+    assert [p[0].split("/")[-1].split(".")[0] for p in pairs] == [s for s, _, _ in written["train"]]
+
+    train = build_dataset(config, "train", training=True, batch_size=2, preprocessing=IDENTITY)
+    batches = list(train)
+    assert len(batches) == 3  # 6 examples, batch 2, full batches only
+    images, masks = batches[0]
+    assert images.shape == (2, 16, 16, 3) and images.dtype.name == "float32"
+    assert masks.shape == (2, 16, 16) and masks.dtype.name == "int32"
+    allowed = set(range(num_classes)) | {IGNORE}
+    for _, m in batches:
+        assert set(np.unique(m.numpy())) <= allowed
+
+    # Evaluation keeps full resolution: labels equal the stored ones exactly,
+    # padding (to a multiple of 32) is the ignore label and image 0.
+    val = build_dataset(config, "val", training=False, batch_size=3, preprocessing=IDENTITY)
+    images, masks = next(iter(val))
+    assert images.shape == (3, 32, 32, 3) and masks.shape == (3, 32, 32)
+    h, w = SIZE
+    for i, (_, image, ids) in enumerate(written["val"]):
+        np.testing.assert_array_equal(masks[i, :h, :w].numpy(), ids)
+        assert np.all(masks[i, h:].numpy() == IGNORE) and np.all(masks[i, :, w:].numpy() == IGNORE)
+        assert np.all(images[i, h:].numpy() == 0.0)
+        if image.shape[-1] == 3 and encoding != "rgb":
+            np.testing.assert_array_equal(images[i, :h, :w].numpy(), image.astype(np.float32))
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".bmp", ".tif", ".png"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_image_files_and_channels(tmp_path, ext, channels):
+    """JPEG/BMP/TIFF/PNG images, converted to the channels the model expects."""
+    path, written = make_dataset(tmp_path, "folders", "ids", image_ext=ext, channels=channels,
+                                 counts={"train": 2, "val": 2})
+    config = load_data_config(path)
+    ds = build_dataset(config, "val", training=False, batch_size=2,
+                       preprocessing=Preprocessing.preset("unit", channels))
+    images, masks = next(iter(ds))
+    assert images.shape[-1] == channels
+    assert 0.0 <= float(np.min(images)) and float(np.max(images)) <= 1.0
+    if ext != ".jpg":  # lossless: pixels survive exactly
+        np.testing.assert_allclose(images[0, :SIZE[0], :SIZE[1]].numpy() * 255.0,
+                                   written["val"][0][1], atol=1e-3)
+    np.testing.assert_array_equal(masks[0, :SIZE[0], :SIZE[1]].numpy(), written["val"][0][2])
+
+
+def test_rgba_and_grayscale_images_become_rgb(tmp_path):
+    rgba = np.dstack([np.full(SIZE, 10, np.uint8), np.full(SIZE, 20, np.uint8),
+                      np.full(SIZE, 30, np.uint8), np.full(SIZE, 99, np.uint8)])
+    gray = np.full(SIZE, 77, np.uint8)
+    images = {0: rgba, 1: gray}
+    path, _ = make_dataset(tmp_path, "camvid", "ids", counts={"val": 2},
+                           image_fn=lambda seed: images[seed % 2])
+    ds = build_dataset(load_data_config(path), "val", training=False, batch_size=2,
+                       preprocessing=IDENTITY)
+    batch, _ = next(iter(ds))
+    np.testing.assert_array_equal(batch[0, 0, 0].numpy(), [10, 20, 30])
+    np.testing.assert_array_equal(batch[1, 0, 0].numpy(), [77, 77, 77])
+
+
+def test_ignore_values_map_raw_void_id(tmp_path):
+    """CamVid-style void id (here 2) becomes the ignore label everywhere."""
+    path, written = make_dataset(tmp_path, "camvid", "ids", counts={"val": 2})
+    config = load_data_config(path)
+    config.num_classes, config.class_names, config.colors = 2, ["a", "b"], [(0, 0, 0), (1, 1, 1)]
+    config.ignore_values = [2]
+    ds = build_dataset(config, "val", training=False, batch_size=2, preprocessing=IDENTITY)
+    _, masks = next(iter(ds))
+    ids = written["val"][0][2]
+    expected = np.where(ids == 2, IGNORE, ids)
+    np.testing.assert_array_equal(masks[0, :SIZE[0], :SIZE[1]].numpy(), expected)
+
+
+def test_dataset_info_defaults(tmp_path):
+    path, _ = make_dataset(tmp_path, "voc", "palette", counts={"train": 2})
+    info = dataset_info(load_data_config(path))
+    assert info.num_classes == 3 and info.ignore_label == 255 and len(info.colors) == 3
+    assert info.class_names == ("class_0", "class_1", "class_2")
+    assert info.to_dict()["colors"][0] == [0, 0, 0]
