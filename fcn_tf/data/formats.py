@@ -197,26 +197,21 @@ def _names(paths, limit=10):
 
 
 def listing_problems(listing):
-    """Human-readable problems of a listing (empty when it is clean)."""
-    problems = []
+    """``[(kind, detail, files)]`` of a listing (empty when it is clean)."""
+    split = listing.split
+    found = []
     if not listing.pairs:
-        problems.append(f"Split {listing.split!r} has no (image, mask) pairs.")
+        found.append(("empty_split", f"split {split!r} has no (image, mask) pairs", []))
     if listing.images_without_masks:
-        problems.append(
-            f"Split {listing.split!r}: {len(listing.images_without_masks)} image(s) "
-            f"without a mask (matched by file stem):{_names(listing.images_without_masks)}"
-        )
+        found.append(("image_without_mask", f"{len(listing.images_without_masks)} image(s) "
+                      "without a mask (matched by file stem)", listing.images_without_masks))
     if listing.masks_without_images:
-        problems.append(
-            f"Split {listing.split!r}: {len(listing.masks_without_images)} mask(s) "
-            f"without an image:{_names(listing.masks_without_images)}"
-        )
+        found.append(("mask_without_image", f"{len(listing.masks_without_images)} mask(s) "
+                      "without an image (matched by file stem)", listing.masks_without_images))
     if listing.duplicate_stems:
-        problems.append(
-            f"Split {listing.split!r}: files sharing a stem with another file "
-            f"(only the first is used):{_names(listing.duplicate_stems)}"
-        )
-    return problems
+        found.append(("duplicate_stem", "files sharing a stem with another file (only the "
+                      "first is used)", listing.duplicate_stems))
+    return found
 
 
 def split_files(config, split, strict=True):
@@ -228,5 +223,7 @@ def split_files(config, split, strict=True):
     listing = list_split(config, split)
     problems = listing_problems(listing)
     if strict and problems:
-        raise DatasetError("\n".join(problems) + "\nFix or remove these files, or fix data.splits.")
+        text = "".join(f"\nSplit {split!r}: {detail}:{_names(files)}" for _, detail, files in problems)
+        raise DatasetError(f"Dataset files do not match:{text}\nFix or remove these files, or fix "
+                           "data.splits. `python -m fcn_tf.data verify CONFIG` lists every problem.")
     return listing.pairs

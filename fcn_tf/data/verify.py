@@ -151,16 +151,8 @@ def _group(issues, split):
 
 
 def _listing_problems(listing):
-    kinds = {"has no": "empty_split", "without a mask": "image_without_mask",
-             "without an image": "mask_without_image", "sharing a stem": "duplicate_stem"}
-    files = {"image_without_mask": listing.images_without_masks,
-             "mask_without_image": listing.masks_without_images,
-             "duplicate_stem": listing.duplicate_stems, "empty_split": []}
-    problems = []
-    for message in listing_problems(listing):
-        kind = next(k for key, k in kinds.items() if key in message)
-        problems.append(Problem(kind, listing.split, message.split(":")[0].split("\n")[0], files[kind]))
-    return problems
+    return [Problem(kind, listing.split, detail, list(files))
+            for kind, detail, files in listing_problems(listing)]
 
 
 def _scan(config, split, pairs, workers):
