@@ -15,6 +15,7 @@ from fcn_tf.models import (  # noqa: E402
     list_models,
 )
 from fcn_tf.preprocessing import Preprocessing  # noqa: E402
+from fcn_tf.weights import load_weights  # noqa: E402
 
 __all__ = [
     "Preprocessing",
@@ -22,4 +23,5 @@ __all__ = [
     "default_preprocessing",
     "list_backbones",
     "list_models",
+    "load_weights",
 ]

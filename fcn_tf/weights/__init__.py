@@ -1,0 +1,208 @@
+"""Pretrained weights: one entry point, :func:`load_weights`, for every file format.
+
+=================================  ===========================  =====================
+File                               Loads into                   Module
+=================================  ===========================  =====================
+MatConvNet ``imagenet-vgg-         the VGG encoder (+ fc6/fc7)  :mod:`.matconvnet`
+verydeep-16/19.mat``               of fcn*s / fcn_deconv
+``keras.applications`` ``.h5`` /   VGG, MobileNetV2, Xception   :mod:`.keras_h5`
+``.weights.h5``                    encoders
+``.npz`` of a pytorch-fcn          FCN-8s/16s/32s, every layer  :mod:`.torch_npz`
+state dict
+``.keras`` checkpoint of this      the same layers by name      :mod:`.keras_checkpoint`
+package
+=================================  ===========================  =====================
+
+Every loader turns its file into ``{layer name: [arrays in Keras layout]}``
+with a pure mapping function that lists what it transposes; one function
+(:func:`fcn_tf.weights.assign.assign_weights`) then checks every name and
+every shape against the model before it writes anything. Nothing is
+downloaded: see ``weights/README.md`` for where the files come from.
+
+**Channel order.** Models of this package always take RGB. Weights trained
+on BGR inputs (Caffe's VGG as used by ``keras.applications`` VGG and by
+pytorch-fcn) are converted on load by reversing the input channels of the
+first convolution's kernel, so ``conv1_1(rgb)`` with the converted kernel
+equals ``conv1_1(bgr)`` with the original one. ``channel_order`` says what the
+file's first convolution expects; its default is each format's known
+convention (table in :func:`load_weights`).
+"""
+
+import dataclasses
+import importlib
+import os
+
+MAGIC_MATLAB_V5 = b"MATLAB 5.0 MAT-file"
+MAGIC_HDF5 = b"\x89HDF\r\n\x1a\n"
+MAGIC_ZIP = b"PK\x03\x04"
+
+FORMATS = ("matconvnet", "keras_h5", "torch_npz", "keras_checkpoint")
+SUFFIXES = {
+    ".mat": "matconvnet",
+    ".h5": "keras_h5",
+    ".hdf5": "keras_h5",
+    ".npz": "torch_npz",
+    ".keras": "keras_checkpoint",
+}
+CHANNEL_ORDERS = ("rgb", "bgr")
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be loaded into the model, and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedWeights:
+    """What :func:`load_weights` did.
+
+    Attributes:
+        path: the file, as given.
+        format: one of ``"matconvnet"``, ``"keras_h5"``, ``"torch_npz"``,
+            ``"keras_checkpoint"``.
+        loaded: names of the model's layers whose weights were set, in model order.
+        untouched: names of the model's layers that have weights and kept them
+            (e.g. ``score_fr`` after loading an ImageNet VGG).
+        unused: ``{file entry: reason}`` for what the file holds and the model
+            did not take (``fc8``: ImageNet classes; ``fc6``/``fc7`` for a model
+            without them; ``Conv_1``/``predictions`` of MobileNetV2 ...).
+        preprocessing: the :class:`~fcn_tf.preprocessing.Preprocessing` the
+            weights were trained with (for a MatConvNet file the mean stored
+            in the file), or ``None`` when the file does not say.
+        channel_order: the input channel order the file's first convolution
+            expects (``"rgb"``/``"bgr"``); ``"bgr"`` weights were converted so
+            that the model takes RGB. ``None`` when the file has no such layer.
+    """
+
+    path: str
+    format: str
+    loaded: tuple
+    untouched: tuple
+    unused: dict
+    preprocessing: object = None
+    channel_order: object = None
+
+
+def sniff_format(path):
+    """The format of ``path`` from its first bytes, else from its suffix.
+
+    Returns one of :data:`FORMATS`. Raises :class:`WeightsError` for a missing
+    file or a file neither its content nor its name identifies.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise WeightsError(
+            f"Weights file not found: {path}. Nothing is downloaded at run time; "
+            "see weights/README.md for where to get the files and where to put them."
+        )
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: is a directory, expected a weights file.")
+    with open(path, "rb") as handle:
+        head = handle.read(520)
+    if head.startswith(MAGIC_MATLAB_V5) or head.startswith(b"MATLAB 7.3"):
+        return "matconvnet"
+    if head.startswith(MAGIC_HDF5):
+        return "keras_h5"
+    if head.startswith(MAGIC_ZIP):
+        # Both .npz and .keras are zip archives: the archive says which.
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = []
+        if "config.json" in names:
+            return "keras_checkpoint"
+        if names and all(name.endswith(".npy") for name in names):
+            return "torch_npz"
+    suffix = _suffix(path)
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
+    raise WeightsError(
+        f"{path}: unknown weights format (suffix {suffix or 'none'!r}, and the "
+        f"content is not recognised). Supported: {', '.join(sorted(SUFFIXES))} "
+        "(MatConvNet .mat, keras.applications .h5/.weights.h5, pytorch-fcn .npz, "
+        "this package's .keras)."
+    )
+
+
+def _suffix(path):
+    name = os.path.basename(path).lower()
+    if name.endswith(".weights.h5"):
+        return ".h5"
+    return os.path.splitext(name)[1]
+
+
+def load_weights(model, path, *, channel_order=None, strict=True):
+    """Load pretrained weights from ``path`` into ``model``, choosing the format by file.
+
+    Layers are matched by name (the file's own layer names, mapped to this
+    package's), and every array's shape is checked against the model before
+    anything is written: on any error the model is left unchanged.
+
+    Args:
+        model: a model from :func:`fcn_tf.build_model` (or any Keras model
+            with the same layer names).
+        path: a MatConvNet ``.mat`` (``imagenet-vgg-verydeep-16.mat`` /
+            ``-19.mat``), a ``keras.applications`` ``.h5`` / ``.weights.h5``
+            (VGG16, VGG19, MobileNetV2, Xception), a ``.npz`` of a pytorch-fcn
+            FCN-8s/16s/32s state dict, or a ``.keras`` checkpoint of this package.
+            The format is read from the file's first bytes, then its suffix.
+        channel_order: ``"rgb"`` or ``"bgr"``: the channel order the file's
+            first convolution was trained on. ``None`` takes the format's
+            convention: MatConvNet ``rgb``; ``keras.applications`` VGG ``bgr``
+            (Caffe mode), MobileNetV2/Xception ``rgb``; pytorch-fcn ``.npz``
+            ``bgr``; ``.keras`` ``rgb``. BGR kernels are flipped on load, so
+            the model always takes RGB images.
+        strict: if ``True`` (default), a layer the file has and the model
+            lacks, or a layer the format must provide and the file lacks, is
+            an error. ``False`` loads the layers both have (shapes are still
+            checked) and reports the rest in ``unused``/``untouched``: e.g.
+            an FCN-32s checkpoint into FCN-16s, as in the paper's staged training.
+
+    Returns:
+        :class:`LoadedWeights`; its ``preprocessing`` is the normalisation the
+        weights expect (for a ``.mat``, the RGB mean stored in the file).
+
+    Raises:
+        WeightsError: a missing, truncated or foreign file, a file of another
+            network (VGG19 into VGG16), or missing, unexpected or mis-shaped
+            layers. The message names the file, the layer, the expected and
+            the received shape.
+
+    Example:
+        >>> import fcn_tf  # doctest: +SKIP
+        >>> model = fcn_tf.build_model("fcn8s", 21)  # doctest: +SKIP
+        >>> result = fcn_tf.load_weights(model, "weights/imagenet-vgg-verydeep-16.mat")  # doctest: +SKIP
+        >>> result.preprocessing.mean  # doctest: +SKIP
+        (123.68, 116.779, 103.939)
+    """
+    from fcn_tf.weights import assign
+
+    if channel_order is not None and channel_order not in CHANNEL_ORDERS:
+        raise WeightsError(
+            f"channel_order must be 'rgb', 'bgr' or None, received {channel_order!r}."
+        )
+    path = os.fspath(path)
+    kind = sniff_format(path)
+    # Each format's module is named after it and imported only when needed.
+    reader = importlib.import_module(f"fcn_tf.weights.{kind}")
+    file_weights = reader.read(path, model)
+    order = channel_order or file_weights.channel_order
+    if order == "bgr":
+        assign.flip_input_channels(file_weights, path)
+    loaded, untouched, unused = assign.assign_weights(
+        model, file_weights, path, strict=strict
+    )
+    return LoadedWeights(
+        path=path,
+        format=kind,
+        loaded=loaded,
+        untouched=untouched,
+        unused=unused,
+        preprocessing=file_weights.preprocessing,
+        channel_order=order if file_weights.first_layer else None,
+    )
+
+
+__all__ = ["LoadedWeights", "WeightsError", "load_weights", "sniff_format"]
