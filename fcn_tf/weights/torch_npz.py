@@ -1,0 +1,117 @@
+"""``.npz`` of a PyTorch FCN state dict (wkentaro's pytorch-fcn FCN8s/16s/32s).
+
+Keys are the reference names, ``<layer>.weight`` and ``<layer>.bias``
+(``conv1_1.weight`` ... ``fc6.weight``, ``score_fr.weight``,
+``score_pool4.weight``, ``upscore2.weight``, ``upscore8.weight`` ...), which
+are also this package's layer names. Make one from a ``.pth`` with
+``numpy.savez(out, **{k: v.numpy() for k, v in state_dict.items()})``
+(``weights/README.md``).
+
+What the mapping transposes (:func:`convert_state_dict`):
+
+- ``Conv2d.weight`` ``(out, in, kh, kw)`` to Keras ``Conv2D`` ``(kh, kw, in, out)``:
+  transpose ``(2, 3, 1, 0)``;
+- ``ConvTranspose2d.weight`` ``(in, out, kh, kw)`` to Keras
+  ``Conv2DTranspose`` ``(kh, kw, out, in)``: the same transpose ``(2, 3, 1, 0)``
+  (both frameworks define the transposed convolution as the gradient of the
+  same cross-correlation, so the kernel is not flipped);
+- ``bias`` ``(out,)`` unchanged. The upscore layers have no bias.
+
+pytorch-fcn's weights come from Caffe and take **BGR** images minus
+``mean_bgr = [104.00698793, 116.66876762, 122.67891434]``; by default
+``conv1_1`` is flipped so that the model takes RGB, and the result's
+``preprocessing`` holds that mean in RGB order.
+"""
+
+import zipfile
+import zlib
+
+import numpy as np
+
+from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.weights import WeightsError
+from fcn_tf.weights.assign import FileWeights, model_layers
+
+# pytorch-fcn's input normalisation (torchfcn/datasets/voc.py), BGR.
+PYTORCH_FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+PARAMETERS = ("weight", "bias")
+HINT = (
+    "The .npz must be the state dict of the same model: pytorch-fcn FCN8s for "
+    "fcn8s, FCN16s for fcn16s, FCN32s for fcn32s, with the same number of classes "
+    "and width (backbone='vgg16', width_multiplier=1.0 for the published weights)."
+)
+
+
+def convert_parameter(array):
+    """A PyTorch conv / transposed-conv weight or a bias to the Keras layout.
+
+    4-D weights are transposed ``(2, 3, 1, 0)``; 1-D biases pass unchanged.
+    """
+    array = np.asarray(array)
+    if array.ndim == 4:
+        return array.transpose(2, 3, 1, 0)
+    if array.ndim == 1:
+        return array
+    raise ValueError(f"unsupported {array.ndim}-D parameter of shape {array.shape}")
+
+
+def convert_state_dict(state):
+    """``{"layer.weight"/"layer.bias": array}`` to ``({layer: [kernel, bias?]}, sources)``.
+
+    Raises ``ValueError`` naming a key that is not ``<layer>.weight`` or
+    ``<layer>.bias``, or a bias without its weight.
+    """
+    grouped = {}
+    for key, array in state.items():
+        layer, _, parameter = key.rpartition(".")
+        if not layer or parameter not in PARAMETERS:
+            raise ValueError(
+                f"key {key!r} is not '<layer>.weight' or '<layer>.bias' "
+                "(pytorch-fcn FCN state dicts hold only convolutions)"
+            )
+        try:
+            grouped.setdefault(layer, {})[parameter] = convert_parameter(array)
+        except ValueError as error:
+            raise ValueError(f"key {key!r}: {error}") from error
+    arrays, sources = {}, {}
+    for layer, parameters in grouped.items():
+        if "weight" not in parameters:
+            raise ValueError(f"key {layer + '.bias'!r} has no matching {layer + '.weight'!r}")
+        arrays[layer] = [parameters[p] for p in PARAMETERS if p in parameters]
+        sources[layer] = [f"{layer}.{p}" for p in PARAMETERS if p in parameters]
+    return arrays, sources
+
+
+def read_npz(path):
+    """``{key: array}`` of an ``.npz``, with a clear error for anything else."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            return {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise WeightsError(
+            f"not an .npz archive or truncated: {path} ({type(error).__name__}: {error}). "
+            "Write it again with numpy.savez (weights/README.md)."
+        ) from error
+
+
+def read(path, model):
+    """Read a pytorch-fcn state dict ``.npz`` into :class:`FileWeights`."""
+    state = read_npz(path)
+    try:
+        arrays, sources = convert_state_dict(state)
+    except ValueError as error:
+        raise WeightsError(f"{path}: {error}. {HINT}") from error
+    return FileWeights(
+        arrays=arrays,
+        sources=sources,
+        required=tuple(model_layers(model)),
+        preprocessing=Preprocessing(
+            mean=tuple(reversed(PYTORCH_FCN_MEAN_BGR)), std=(1.0, 1.0, 1.0)
+        ),
+        first_layer="conv1_1",
+        channel_order="bgr",
+        hint=HINT,
+        layout="(in Keras layout: the file's PyTorch weight transposed (2, 3, 1, 0))",
+    )
