@@ -8,6 +8,11 @@ Example:
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# Quiet TensorFlow's C++ start-up log unless the user asked for it.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from fcn_tf.models import (  # noqa: E402
     build_model,
     default_preprocessing,

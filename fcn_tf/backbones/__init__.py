@@ -28,4 +28,29 @@ def get_backbone(name):
     return BACKBONES[name]
 
 
-__all__ = ["BACKBONES", "DilationTracker", "Features", "get_backbone"]
+__all__ = ["BACKBONES", "DilationTracker", "Features", "backbone_layers", "get_backbone"]
+
+
+# The last layer of each backbone: its ancestors are the backbone's layers.
+BACKBONE_OUTPUT_LAYERS = {
+    "vgg16": "pool5",
+    "vgg19": "pool5",
+    "mobilenet_v2": "block_16_project_BN",
+    "xception": "block14_sepconv2_act",
+}
+
+
+def backbone_layers(model, backbone):
+    """The layers of ``model`` that belong to ``backbone`` (to freeze them).
+
+    Found as the layers of the sub-graph from the model input to the
+    backbone's last layer; for the U-Net encoder, the ``enc*`` layers.
+    """
+    import keras
+
+    if backbone == "unet_encoder":
+        return [layer for layer in model.layers if layer.name.startswith("enc")]
+    if backbone not in BACKBONE_OUTPUT_LAYERS:
+        raise ValueError(unknown_name_message("backbone", backbone, BACKBONE_OUTPUT_LAYERS))
+    sub = keras.Model(model.inputs, model.get_layer(BACKBONE_OUTPUT_LAYERS[backbone]).output)
+    return [layer for layer in sub.layers if layer.weights]

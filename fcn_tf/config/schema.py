@@ -100,7 +100,7 @@ def _convert(value, tp, key, base_dir, is_path):
                 for i, v in enumerate(value)
             ]
         return tuple(items) if origin is tuple else items
-    if origin is dict:
+    if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected an object, received {value!r}.")
         value_tp = args[1] if len(args) == 2 else typing.Any

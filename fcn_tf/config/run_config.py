@@ -1,0 +1,212 @@
+"""The full run configuration: sections model, data, train, eval, export, output.
+
+Each section is a dataclass read key by key (:func:`parse_section`): an
+unknown key fails with the valid keys and the closest match, a wrong type or
+an out-of-range value fails naming the key. ``--set section.key=value``
+overrides are applied to the raw document before validation, so they get the
+same checks. The data section is :class:`fcn_tf.data.DataConfig`.
+"""
+
+import dataclasses
+import json
+import os
+
+from fcn_tf.config.jsonc import load_jsonc
+from fcn_tf.config.schema import ConfigError, parse_section, to_dict
+from fcn_tf.utils.names import closest
+
+
+def _f(default=None, factory=None, help="", **meta):
+    meta["help"] = help
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Which network to build and how to initialise it."""
+
+    name: str = _f("unet", help="a name from fcn_tf.list_models()")
+    backbone: str | None = _f(help="a name from fcn_tf.list_backbones(name); null = default")
+    options: dict = _f(factory=dict, help="builder options, e.g. {\"base_filters\": 16}")
+    weights: str | None = _f(path=True, help="backbone/model weights: .mat, .h5, .npz, .keras")
+    init_checkpoint: str | None = _f(
+        path=True, help="a run folder or .keras file to start from (e.g. FCN-16s from FCN-32s)"
+    )
+
+
+@dataclasses.dataclass
+class LossTerm:
+    name: str = _f(
+        "cross_entropy",
+        choices=("cross_entropy", "focal", "binary_cross_entropy", "dice"),
+        help="loss function",
+    )
+    weight: float = _f(1.0, min=0.0, help="weight in the sum")
+
+
+@dataclasses.dataclass
+class LossConfig:
+    terms: list[LossTerm] = _f(factory=lambda: [LossTerm()], help="weighted sum of losses")
+    class_weights: str | list[float] | None = _f(
+        help="null, \"median_frequency\" or one weight per class"
+    )
+    focal_gamma: float = _f(2.0, min=0.0, help="focal loss focusing parameter")
+
+    def __post_init__(self):
+        if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
+            raise ConfigError(
+                "train.loss.class_weights: expected null, \"median_frequency\" or a "
+                f"list of numbers, received {self.class_weights!r}."
+            )
+        if not self.terms:
+            raise ConfigError("train.loss.terms: expected at least one loss term.")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = _f(10, min=1, help="number of epochs")
+    batch_size: int = _f(8, min=1, help="global batch size")
+    steps_per_epoch: int | None = _f(min=1, help="null = one pass over the training split")
+    validation_split: str | None = _f("val", help="split evaluated after each epoch (null: none)")
+    optimizer: str = _f("adam", choices=("sgd", "adam", "adamw"), help="optimizer")
+    learning_rate: float = _f(1e-3, min=0.0, help="base learning rate")
+    momentum: float = _f(0.9, min=0.0, max=1.0, help="SGD momentum")
+    nesterov: bool = _f(False, help="SGD Nesterov momentum")
+    weight_decay: float = _f(0.0, min=0.0, help="decoupled weight decay (adamw, sgd)")
+    clipnorm: float | None = _f(min=0.0, help="clip each gradient to this norm")
+    global_clipnorm: float | None = _f(min=0.0, help="clip the global gradient norm")
+    schedule: str = _f(
+        "constant", choices=("constant", "poly", "cosine", "step"), help="learning-rate decay"
+    )
+    warmup_epochs: float = _f(0.0, min=0.0, help="linear warmup from 0, in epochs")
+    poly_power: float = _f(0.9, min=0.0, help="poly: lr * (1 - t/T) ** poly_power")
+    min_learning_rate: float = _f(0.0, min=0.0, help="poly/cosine: final learning rate")
+    step_epochs: list[int] = _f(factory=list, min=1, help="step: epochs at which lr *= step_gamma")
+    step_gamma: float = _f(0.1, min=0.0, help="step: factor")
+    loss: LossConfig = _f(factory=LossConfig)
+    precision: str = _f(
+        "float32", choices=("float32", "mixed_bfloat16", "mixed_float16"), help="dtype policy"
+    )
+    jit_compile: bool = _f(False, help="compile train/eval steps with XLA")
+    distribute: str = _f(
+        "none", choices=("none", "mirrored", "multi_worker"), help="tf.distribute strategy"
+    )
+    freeze_backbone_epochs: int = _f(0, min=0, help="train only the head for this many epochs")
+    seed: int = _f(0, help="seed of initialisation, data order and augmentation")
+    check_dataset: bool = _f(True, help="run the cheap dataset checks before training")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    split: str = _f("val", help="split evaluated at the end of training")
+    scales: list[float] = _f(factory=lambda: [1.0], min=0.1, max=4.0, help="test-time scales")
+    flip: bool = _f(False, help="also average the horizontally flipped prediction")
+    window: tuple[int, int] | None = _f(min=8, help="sliding-window size [h, w]; null = whole image")
+    overlap: float = _f(0.5, min=0.0, max=0.9, help="sliding-window overlap fraction")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    enabled: bool = _f(False, help="export a SavedModel at the end of training")
+    tflite: bool = _f(False, help="also write a TFLite model")
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    dir: str = _f("runs", path=True, help="folder holding run folders")
+    name: str = _f("run", help="run folder name inside dir")
+    tensorboard: bool = _f(True, help="write TensorBoard logs")
+    sample_images: int = _f(4, min=0, max=32, help="validation images drawn in predictions.png")
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "export": ExportConfig,
+    "output": OutputConfig,
+}
+
+
+@dataclasses.dataclass
+class Config:
+    """A parsed, validated run configuration."""
+
+    model: ModelConfig
+    data: object
+    train: TrainConfig
+    eval: EvalConfig
+    export: ExportConfig
+    output: OutputConfig
+    source: str | None = None
+
+    def to_dict(self):
+        out = {name: to_dict(getattr(self, name)) for name in (*SECTIONS, "data")}
+        return {k: out[k] for k in ("model", "data", "train", "eval", "export", "output")}
+
+
+def _parse_value(text):
+    """A ``--set`` value: JSON if it parses (numbers, true, lists), else a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(document, overrides):
+    """Apply ``["train.epochs=3", "model.options.base_filters=8"]`` to a raw document."""
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(
+                f"--set {item!r}: expected section.key=value, e.g. --set train.epochs=3."
+            )
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        if len(keys) < 2:
+            raise ConfigError(
+                f"--set {item!r}: expected section.key=value, e.g. --set train.epochs=3."
+            )
+        node = document
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: '{key}' is not a section.")
+            node = child
+        node[keys[-1]] = _parse_value(value)
+    return document
+
+
+def parse_config(document, base_dir=None, source=None):
+    """Validate a raw config document (a dict) into a :class:`Config`."""
+    from fcn_tf.data import parse_data_config
+
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source or 'config'}: expected a JSON object at top level.")
+    valid = (*SECTIONS, "data")
+    for key in document:
+        if key not in valid:
+            guess = closest(key, valid)
+            hint = f" Did you mean {guess!r}?" if guess else ""
+            raise ConfigError(
+                f"Unknown section {key!r} in {source or 'config'}.{hint} "
+                f"Valid sections: {', '.join(sorted(valid))}."
+            )
+    sections = {
+        name: parse_section(cls, document.get(name), name, base_dir)
+        for name, cls in SECTIONS.items()
+    }
+    data = parse_data_config(document.get("data"), base_dir)
+    return Config(data=data, source=source, **sections)
+
+
+def load_config(path, overrides=()):
+    """Read, override and validate the config file at ``path``."""
+    path = os.fspath(path)
+    document = apply_overrides(load_jsonc(path), overrides)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    try:
+        return parse_config(document, base_dir, source=path)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -1,0 +1,190 @@
+"""Segmentation losses that honour the ignore label.
+
+Labels are int ``[B, H, W]`` class ids with ``ignore_label`` marking pixels
+that count nowhere; predictions are float logits ``[B, H, W, C]`` (``C = 1``
+for a single binary logit). Every loss averages over the valid pixels of the
+batch; with class weights, cross-entropy is ``sum(w_y * ce) / sum(w_y)`` as in
+PyTorch's ``CrossEntropyLoss(weight=...)``.
+
+Example:
+    >>> import numpy as np
+    >>> loss = SegmentationCrossEntropy(ignore_label=255)
+    >>> y = np.array([[[0, 255]]])
+    >>> logits = np.array([[[[0.0, 0.0], [9.0, -9.0]]]], "float32")
+    >>> round(float(loss(y, logits)), 4)  # only the first pixel counts: ln 2
+    0.6931
+"""
+
+import keras
+from keras import ops
+
+from fcn_tf.utils.names import unknown_name_message
+
+
+def _valid_and_labels(y_true, ignore_label):
+    y_true = ops.cast(y_true, "int32")
+    valid = ops.not_equal(y_true, ignore_label)
+    labels = ops.where(valid, y_true, ops.zeros_like(y_true))
+    return ops.cast(valid, "float32"), labels
+
+
+def _weighted_mean(values, weights):
+    return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+class _SegmentationLoss(keras.losses.Loss):
+    """Base: ignore label and optional per-class weights."""
+
+    def __init__(self, ignore_label=255, class_weights=None, name=None, **kwargs):
+        kwargs.setdefault("reduction", "sum_over_batch_size")
+        super().__init__(name=name, **kwargs)
+        self.ignore_label = int(ignore_label)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def _pixel_weights(self, valid, labels):
+        if self.class_weights is None:
+            return valid
+        table = ops.convert_to_tensor(self.class_weights, "float32")
+        return valid * ops.take(table, labels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(ignore_label=self.ignore_label, class_weights=self.class_weights)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="fcn_tf")
+class SegmentationCrossEntropy(_SegmentationLoss):
+    """Softmax cross-entropy over classes, ignored pixels excluded."""
+
+    def __init__(self, ignore_label=255, class_weights=None, name="cross_entropy", **kwargs):
+        super().__init__(ignore_label, class_weights, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        valid, labels = _valid_and_labels(y_true, self.ignore_label)
+        ce = ops.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"), from_logits=True)
+        return _weighted_mean(ce, self._pixel_weights(valid, labels))
+
+
+@keras.saving.register_keras_serializable(package="fcn_tf")
+class FocalLoss(_SegmentationLoss):
+    """Focal loss (Lin et al., ICCV 2017): ``-(1 - p_y) ** gamma * log p_y``."""
+
+    def __init__(self, gamma=2.0, ignore_label=255, class_weights=None, name="focal", **kwargs):
+        super().__init__(ignore_label, class_weights, name=name, **kwargs)
+        self.gamma = float(gamma)
+
+    def call(self, y_true, y_pred):
+        valid, labels = _valid_and_labels(y_true, self.ignore_label)
+        log_p = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        log_p_y = ops.take_along_axis(log_p, ops.expand_dims(labels, -1), axis=-1)[..., 0]
+        focal = -ops.power(1.0 - ops.exp(log_p_y), self.gamma) * log_p_y
+        return _weighted_mean(focal, self._pixel_weights(valid, labels))
+
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(package="fcn_tf")
+class BinaryCrossEntropy(_SegmentationLoss):
+    """Sigmoid cross-entropy of a single logit channel; labels 0/1 or ignore.
+
+    ``class_weights`` (two values) weight the negative and positive pixels.
+    """
+
+    def __init__(self, ignore_label=255, class_weights=None, name="binary_cross_entropy", **kwargs):
+        super().__init__(ignore_label, class_weights, name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        valid, labels = _valid_and_labels(y_true, self.ignore_label)
+        logits = ops.cast(y_pred, "float32")[..., 0]
+        targets = ops.cast(labels, "float32")
+        bce = ops.maximum(logits, 0.0) - logits * targets + ops.log1p(ops.exp(-ops.abs(logits)))
+        return _weighted_mean(bce, self._pixel_weights(valid, labels))
+
+
+@keras.saving.register_keras_serializable(package="fcn_tf")
+class DiceLoss(_SegmentationLoss):
+    """Soft Dice loss, ``1 - mean_c 2|P_c T_c| / (|P_c| + |T_c|)`` over valid pixels.
+
+    With one logit channel it is the Dice of the foreground (sigmoid); with
+    several it averages over classes (softmax).
+    """
+
+    def __init__(self, ignore_label=255, smooth=1.0, name="dice", **kwargs):
+        super().__init__(ignore_label, None, name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        valid, labels = _valid_and_labels(y_true, self.ignore_label)
+        logits = ops.cast(y_pred, "float32")
+        channels = logits.shape[-1]
+        if channels == 1:
+            probs = ops.sigmoid(logits)
+            target = ops.expand_dims(ops.cast(labels, "float32"), -1)
+        else:
+            probs = ops.softmax(logits, axis=-1)
+            target = ops.one_hot(labels, channels)
+        mask = ops.expand_dims(valid, -1)
+        probs, target = probs * mask, target * mask
+        axes = (0, 1, 2)
+        intersection = ops.sum(probs * target, axis=axes)
+        total = ops.sum(probs, axis=axes) + ops.sum(target, axis=axes)
+        dice = (2.0 * intersection + self.smooth) / (total + self.smooth)
+        return 1.0 - ops.mean(dice)
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="fcn_tf")
+class WeightedSum(keras.losses.Loss):
+    """``sum_i weight_i * loss_i``, e.g. binary cross-entropy plus Dice."""
+
+    def __init__(self, losses, weights, name="weighted_sum", **kwargs):
+        kwargs.setdefault("reduction", "sum_over_batch_size")
+        super().__init__(name=name, **kwargs)
+        self.losses = [
+            keras.losses.deserialize(l) if isinstance(l, dict) else l for l in losses
+        ]
+        self.weights = [float(w) for w in weights]
+        if len(self.losses) != len(self.weights):
+            raise ValueError(
+                f"WeightedSum needs one weight per loss, received {len(self.losses)} "
+                f"losses and {len(self.weights)} weights."
+            )
+
+    def call(self, y_true, y_pred):
+        return sum(w * loss(y_true, y_pred) for loss, w in zip(self.losses, self.weights))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "losses": [keras.losses.serialize(l) for l in self.losses],
+            "weights": self.weights,
+        }
+
+
+BINARY_LOSSES = ("binary_cross_entropy", "dice")
+
+
+def build_loss(terms, *, ignore_label, class_weights=None, focal_gamma=2.0):
+    """Build the loss from ``[(name, weight), ...]``; one term is returned as is.
+
+    Names: ``cross_entropy``, ``focal``, ``binary_cross_entropy``, ``dice``.
+    """
+    makers = {
+        "cross_entropy": lambda: SegmentationCrossEntropy(ignore_label, class_weights),
+        "focal": lambda: FocalLoss(focal_gamma, ignore_label, class_weights),
+        "binary_cross_entropy": lambda: BinaryCrossEntropy(ignore_label, class_weights),
+        "dice": lambda: DiceLoss(ignore_label),
+    }
+    losses, weights = [], []
+    for name, weight in terms:
+        if name not in makers:
+            raise ValueError(unknown_name_message("loss", name, makers))
+        losses.append(makers[name]())
+        weights.append(weight)
+    if len(losses) == 1 and weights[0] == 1.0:
+        return losses[0]
+    return WeightedSum(losses, weights)

@@ -1,0 +1,44 @@
+"""``python -m fcn_tf.train CONFIG [--set section.key=value ...] [--fresh]``.
+
+Trains the model described by a commented-JSON config. Running the same
+command again after an interruption resumes the run; a finished run is never
+overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made).
+"""
+
+import argparse
+import os
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fcn_tf.train", description=__doc__.split("\n\n")[1])
+    parser.add_argument("config", help="config file (JSON with //, # and /* */ comments)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start a new run folder even if an unfinished run exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    from fcn_tf.config import ConfigError
+    from fcn_tf.config.run_config import load_config
+    from fcn_tf.data import DatasetError
+    from fcn_tf.training.callbacks import TrainingDiverged
+    from fcn_tf.training.trainer import train
+
+    try:
+        config = load_config(args.config, args.overrides)
+        result = train(config, fresh=args.fresh, verbose=0 if args.quiet else 1)
+    except (ConfigError, DatasetError, TrainingDiverged, FileNotFoundError, ValueError) as error:
+        if os.environ.get("FCN_TF_DEBUG"):
+            raise
+        print(f"error: {error}\n(set FCN_TF_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+    best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f}"
+    print(f"Run folder: {result.run_dir}\nBest {'val ' if config.train.validation_split else ''}"
+          f"mean IoU: {best} after {result.epochs_completed} epochs ({result.seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: run folders, checkpoints, callbacks and the ``fit`` driver."""

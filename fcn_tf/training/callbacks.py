@@ -1,0 +1,143 @@
+"""Keras callbacks of a training run: checkpoints, divergence, logging, images."""
+
+import math
+import os
+
+import keras
+import numpy as np
+
+from fcn_tf.training.run_dir import atomic_save_model, atomic_write_json, read_state
+
+CHECKPOINT_DIR = "checkpoints"
+BEST = "best.keras"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class RunState(keras.callbacks.Callback):
+    """Writes ``last`` and ``best`` checkpoints and ``state.json`` after every epoch.
+
+    The last checkpoint (model and optimizer, so the schedule and moments
+    resume) is written under a new name, then ``state.json`` is switched to
+    it atomically, then the previous one is deleted. The best checkpoint (by
+    ``monitor``, higher is better) is replaced atomically. An epoch whose
+    loss is not finite writes nothing, so the last good checkpoint stays.
+    """
+
+    def __init__(self, run_dir, monitor="val_mean_iou", total_epochs=None):
+        super().__init__()
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.total_epochs = total_epochs
+        os.makedirs(os.path.join(run_dir, CHECKPOINT_DIR), exist_ok=True)
+        self.state = read_state(run_dir) or {
+            "epochs_completed": 0, "checkpoint": None, "best": None,
+            "best_epoch": None, "monitor": monitor, "finished": False, "history": [],
+        }
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if not math.isfinite(float(logs.get("loss", float("nan")))):
+            return
+        ckpt_dir = os.path.join(self.run_dir, CHECKPOINT_DIR)
+        name = f"epoch{epoch + 1:04d}.keras"
+        atomic_save_model(self.model, os.path.join(ckpt_dir, name))
+        score = logs.get(self.monitor)
+        improved = score is not None and (
+            self.state["best"] is None or float(score) > self.state["best"]
+        )
+        if improved:
+            atomic_save_model(self.model, os.path.join(self.run_dir, BEST))
+            self.state["best"] = float(score)
+            self.state["best_epoch"] = epoch + 1
+        previous = self.state.get("checkpoint")
+        row = {"epoch": epoch + 1, **{k: _to_float(v) for k, v in logs.items()}}
+        self.state["history"] = [h for h in self.state["history"] if h["epoch"] <= epoch] + [row]
+        self.state.update(epochs_completed=epoch + 1, checkpoint=f"{CHECKPOINT_DIR}/{name}")
+        atomic_write_json(os.path.join(self.run_dir, "state.json"), self.state)
+        if previous and previous != self.state["checkpoint"]:
+            old = os.path.join(self.run_dir, previous)
+            if os.path.exists(old):
+                os.remove(old)
+
+    def mark_finished(self, **extra):
+        self.state.update(finished=True, **extra)
+        atomic_write_json(os.path.join(self.run_dir, "state.json"), self.state)
+
+
+def _to_float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first non-finite loss and remember where it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.failure = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failure = (self.epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+    def message(self, run_dir):
+        epoch, step, value = self.failure
+        return (
+            f"Training diverged: the loss became {value} at epoch {epoch}, step {step}. "
+            f"The last good checkpoint is kept in {run_dir}. Try a lower "
+            "train.learning_rate, gradient clipping (train.global_clipnorm: 1.0), "
+            "train.warmup_epochs, or precision float32; check the data with "
+            "`python -m fcn_tf.data verify CONFIG`."
+        )
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds ``learning_rate`` to the epoch logs (for history.csv and TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class PredictionImages(keras.callbacks.Callback):
+    """Writes image | ground truth | prediction strips to TensorBoard each epoch."""
+
+    def __init__(self, log_dir, images, masks, colors, ignore_label, preprocessing):
+        super().__init__()
+        self.log_dir = log_dir
+        self.images = images
+        self.masks = masks
+        self.colors = colors
+        self.ignore_label = ignore_label
+        self.preprocessing = preprocessing
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from fcn_tf.visualize import colorize, denormalize, predict_classes
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+        predicted = predict_classes(self.model, self.images)
+        rows = []
+        for image, mask, pred in zip(self.images, self.masks, predicted):
+            picture = denormalize(image, self.preprocessing)
+            rows.append(np.concatenate([
+                picture, colorize(mask, self.colors, self.ignore_label),
+                colorize(pred, self.colors, self.ignore_label),
+            ], axis=1))
+        with self._writer.as_default():
+            tf.summary.image("image_truth_prediction", np.stack(rows), step=epoch, max_outputs=len(rows))
+        self._writer.flush()

@@ -1,0 +1,193 @@
+"""Turn a validated :class:`~fcn_tf.config.run_config.Config` into training objects.
+
+Each function reads the config fields it needs by name: the model, its
+initial weights and preprocessing, the loss, the metrics, the optimizer with
+its schedule, and the distribution strategy.
+"""
+
+import os
+
+import keras
+
+from fcn_tf.config import ConfigError
+from fcn_tf.losses import BINARY_LOSSES, build_loss
+from fcn_tf.metrics import MeanIoU, PixelAccuracy
+from fcn_tf.models import build_model, default_preprocessing, get_model_spec
+from fcn_tf.schedules import WarmupSchedule
+
+
+def output_channels(config):
+    """Logit channels: 1 when the loss is binary cross-entropy, else the class count."""
+    names = [term.name for term in config.train.loss.terms]
+    if "binary_cross_entropy" in names:
+        if config.data.num_classes != 2:
+            raise ConfigError(
+                "train.loss.terms: binary_cross_entropy needs a two-class dataset "
+                f"(one logit), but data.num_classes is {config.data.num_classes}. "
+                "Use cross_entropy for several classes."
+            )
+        others = [n for n in names if n not in BINARY_LOSSES]
+        if others:
+            raise ConfigError(
+                f"train.loss.terms: {', '.join(others)} cannot be combined with "
+                "binary_cross_entropy (one logit). Use binary_cross_entropy and dice."
+            )
+        return 1
+    return config.data.num_classes
+
+
+def backbone_name(config):
+    return config.model.backbone or get_model_spec(config.model.name).default_backbone
+
+
+def build_model_from_config(config):
+    """Build the model named in ``config.model`` for the dataset's classes and channels."""
+    options = dict(config.model.options)
+    channels = config.data.image_channels
+    if options.setdefault("input_channels", channels) != channels:
+        raise ConfigError(
+            f"model.options.input_channels is {options['input_channels']} but "
+            f"data.image_channels is {channels}; remove the model option (it follows the data)."
+        )
+    try:
+        return build_model(
+            config.model.name, output_channels(config), backbone=config.model.backbone, **options
+        )
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+
+
+def initialise_weights(model, config):
+    """Load ``model.weights`` and/or ``model.init_checkpoint``; return the preprocessing.
+
+    The preprocessing is the backbone's default unless the weights file
+    states its own (a MatConvNet ``.mat`` file stores its mean pixel).
+    """
+    preprocessing = default_preprocessing(backbone_name(config), config.data.image_channels)
+    if config.model.weights:
+        from fcn_tf.weights import load_weights
+
+        loaded = load_weights(model, config.model.weights)
+        if getattr(loaded, "preprocessing", None) is not None:
+            preprocessing = loaded.preprocessing.for_channels(config.data.image_channels)
+    if config.model.init_checkpoint:
+        transfer_matching_weights(resolve_checkpoint(config.model.init_checkpoint), model)
+    return preprocessing
+
+
+def resolve_checkpoint(path):
+    """A ``.keras`` file, or a run folder (its ``best.keras``, else the last checkpoint)."""
+    if os.path.isdir(path):
+        from fcn_tf.training.run_dir import read_state
+
+        best = os.path.join(path, "best.keras")
+        if os.path.exists(best):
+            return best
+        state = read_state(path)
+        if state and state.get("checkpoint"):
+            return os.path.join(path, state["checkpoint"])
+        raise FileNotFoundError(
+            f"Run folder {path} has no best.keras and no checkpoint yet; train it first "
+            "or give a .keras file."
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Checkpoint not found: {path}.")
+    return path
+
+
+def transfer_matching_weights(source_path, model):
+    """Copy weights layer by layer where names and shapes agree (FCN-16s from FCN-32s).
+
+    Returns the names of the layers copied; raises if none matched.
+    """
+    source = keras.models.load_model(source_path, compile=False)
+    copied = []
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in model.layers:
+        other = by_name.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if shapes == [tuple(w.shape) for w in other.weights]:
+            layer.set_weights(other.get_weights())
+            copied.append(layer.name)
+    if not copied:
+        raise ValueError(
+            f"{source_path}: no layer of this checkpoint matches the model by name and "
+            "shape; is it a checkpoint of a different architecture?"
+        )
+    return copied
+
+
+def class_weights(config):
+    """Per-class loss weights from the config, or median frequency from the data."""
+    spec = config.train.loss.class_weights
+    if spec is None:
+        return None
+    if spec == "median_frequency":
+        from fcn_tf.data import class_pixel_frequencies, median_frequency_weights
+
+        stats = class_pixel_frequencies(config.data, "train")
+        return [float(w) for w in median_frequency_weights(stats.counts, stats.image_pixels)]
+    if len(spec) != config.data.num_classes:
+        raise ConfigError(
+            f"train.loss.class_weights: expected {config.data.num_classes} values "
+            f"(one per class), received {len(spec)}."
+        )
+    return list(spec)
+
+
+def build_loss_from_config(config, weights=None):
+    loss = config.train.loss
+    return build_loss(
+        [(term.name, term.weight) for term in loss.terms],
+        ignore_label=config.data.ignore_label,
+        class_weights=weights,
+        focal_gamma=loss.focal_gamma,
+    )
+
+
+def build_metrics(config):
+    n, ignore = config.data.num_classes, config.data.ignore_label
+    return [MeanIoU(n, ignore), PixelAccuracy(n, ignore)]
+
+
+def build_optimizer(config, steps_per_epoch):
+    """The optimizer of ``config.train`` with its warmup + decay schedule."""
+    train = config.train
+    schedule = WarmupSchedule(
+        train.learning_rate,
+        total_steps=train.epochs * steps_per_epoch,
+        kind=train.schedule,
+        warmup_steps=round(train.warmup_epochs * steps_per_epoch),
+        power=train.poly_power,
+        min_learning_rate=train.min_learning_rate,
+        boundaries=[e * steps_per_epoch for e in train.step_epochs],
+        gamma=train.step_gamma,
+    )
+    common = {"clipnorm": train.clipnorm, "global_clipnorm": train.global_clipnorm}
+    if train.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=train.momentum, nesterov=train.nesterov,
+            weight_decay=train.weight_decay or None, **common,
+        )
+    elif train.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(schedule, weight_decay=train.weight_decay or None, **common)
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay, **common)
+    if train.weight_decay:
+        # No decay on biases and normalisation parameters.
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def build_strategy(name):
+    """The ``tf.distribute`` strategy for ``train.distribute``."""
+    import tensorflow as tf
+
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return tf.distribute.MultiWorkerMirroredStrategy()

@@ -1,0 +1,269 @@
+"""The training driver behind ``python -m fcn_tf.train``.
+
+:func:`train` runs ``model.fit`` on ``tf.data`` pipelines with Keras
+callbacks, in a run folder that survives interruption: after every epoch the
+model and optimizer are checkpointed atomically, and running the same command
+again resumes from the last completed epoch. Each epoch's data comes from a
+pipeline seeded with ``data.seed + epoch``, so a resumed run sees the same
+batches, in the same order, as an uninterrupted one.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.training import setup
+from fcn_tf.training.callbacks import (
+    LearningRateLogger,
+    PredictionImages,
+    RunState,
+    StopOnNaN,
+    TrainingDiverged,
+)
+from fcn_tf.training.run_dir import (
+    CONFIG_FILE,
+    atomic_write_json,
+    atomic_write_text,
+    choose_run_dir,
+    read_state,
+)
+
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: str
+    epochs_completed: int
+    best_metric: float | None
+    metrics: dict
+    seconds: float
+    resumed: bool
+
+
+def epoch_datasets(config, first_epoch, last_epoch, steps, preprocessing, input_context=None):
+    """Epochs ``first_epoch .. last_epoch - 1`` of training batches, one after another.
+
+    Epoch ``e`` is the training pipeline seeded with ``data.seed + e``,
+    repeated if needed and cut to ``steps`` batches.
+    """
+    from fcn_tf.data import build_dataset
+
+    chain = None
+    for epoch in range(first_epoch, last_epoch):
+        ds = build_dataset(
+            config.data, "train", training=True, batch_size=config.train.batch_size,
+            preprocessing=preprocessing, seed=config.data.seed + epoch,
+            input_context=input_context,
+        ).repeat().take(steps)
+        chain = ds if chain is None else chain.concatenate(ds)
+    return chain
+
+
+def _distributed(strategy, make):
+    """``make(input_context)`` per input pipeline under ``strategy``."""
+    if strategy.num_replicas_in_sync == 1:
+        return make(None)
+    return strategy.distribute_datasets_from_function(make)
+
+
+def _steps_per_epoch(config, train_count):
+    if config.train.steps_per_epoch:
+        return config.train.steps_per_epoch
+    steps = train_count // config.train.batch_size
+    if steps == 0:
+        raise ValueError(
+            f"train.batch_size is {config.train.batch_size} but the training split has only "
+            f"{train_count} images; lower train.batch_size or set train.steps_per_epoch."
+        )
+    return steps
+
+
+def _set_precision(precision):
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def _compile(model, config, optimizer, loss):
+    model.compile(
+        optimizer=optimizer, loss=loss, metrics=setup.build_metrics(config),
+        jit_compile=config.train.jit_compile,
+    )
+
+
+def _set_backbone_trainable(model, config, trainable):
+    from fcn_tf.backbones import backbone_layers
+
+    for layer in backbone_layers(model, setup.backbone_name(config)):
+        layer.trainable = trainable
+
+
+def _sample_batch(config, preprocessing, count):
+    """A few validation (or training) images and masks for pictures."""
+    from fcn_tf.data import build_dataset
+
+    split = config.train.validation_split or "train"
+    ds = build_dataset(config.data, split, training=False, batch_size=1, preprocessing=preprocessing)
+    images, masks = [], []
+    for image, mask in ds.take(count):
+        images.append(image[0].numpy())
+        masks.append(mask[0].numpy())
+    return images, masks
+
+
+def train(config, *, fresh=False, verbose=1):
+    """Train according to ``config`` (a :class:`~fcn_tf.config.run_config.Config`).
+
+    Returns a :class:`TrainResult`. Raises :class:`TrainingDiverged` when the
+    loss stops being finite (the last good checkpoint is kept).
+    """
+    from fcn_tf.data import check_dataset, dataset_info, split_files
+
+    start = time.time()
+    effective = config.to_dict()
+    run_dir, resuming = choose_run_dir(config.output.dir, config.output.name, effective, fresh)
+    if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        atomic_write_json(os.path.join(run_dir, CONFIG_FILE), effective)
+    state = read_state(run_dir) or {}
+    done = int(state.get("epochs_completed", 0))
+    if verbose:
+        action = f"Resuming after epoch {done}" if resuming else "Starting"
+        print(f"{action}: run folder {run_dir}", flush=True)
+
+    keras.utils.set_random_seed(config.train.seed)
+    _set_precision(config.train.precision)
+    splits = ["train"] + ([config.train.validation_split] if config.train.validation_split else [])
+    if config.train.check_dataset:
+        check_dataset(config.data, splits)
+    info = dataset_info(config.data)
+    steps = _steps_per_epoch(config, len(split_files(config.data, "train")))
+    strategy = setup.build_strategy(config.train.distribute)
+    epochs = config.train.epochs
+
+    with strategy.scope():
+        loss = setup.build_loss_from_config(config, setup.class_weights(config))
+        if resuming and state.get("checkpoint"):
+            model = keras.models.load_model(os.path.join(run_dir, state["checkpoint"]), compile=True)
+            optimizer = model.optimizer
+        else:
+            model = setup.build_model_from_config(config)
+            preprocessing = setup.initialise_weights(model, config)
+            atomic_write_json(os.path.join(run_dir, PREPROCESSING_FILE), preprocessing.to_dict())
+            optimizer = setup.build_optimizer(config, steps)
+            optimizer.build(model.trainable_variables)
+    with open(os.path.join(run_dir, PREPROCESSING_FILE), encoding="utf-8") as f:
+        preprocessing = Preprocessing.from_dict(json.load(f))
+
+    val = None
+    if config.train.validation_split:
+        from fcn_tf.data import build_dataset
+
+        val = _distributed(strategy, lambda ctx: build_dataset(
+            config.data, config.train.validation_split, training=False,
+            batch_size=config.train.batch_size, preprocessing=preprocessing, input_context=ctx,
+        ))
+    monitor = "val_mean_iou" if val is not None else "mean_iou"
+    run_state = RunState(run_dir, monitor=monitor, total_epochs=epochs)
+    nan_stop = StopOnNaN()
+    callbacks = [LearningRateLogger(), nan_stop, run_state, _HistoryFiles(run_dir, run_state)]
+    if config.output.tensorboard:
+        log_dir = os.path.join(run_dir, "tensorboard")
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False))
+        if config.output.sample_images:
+            images, masks = _sample_batch(config, preprocessing, min(2, config.output.sample_images))
+            callbacks.append(PredictionImages(log_dir, images, masks, info.colors,
+                                              info.ignore_label, preprocessing))
+
+    freeze = config.train.freeze_backbone_epochs
+    phases = []
+    if done < min(freeze, epochs):
+        phases.append((done, min(freeze, epochs), False))
+    if max(done, freeze) < epochs:
+        phases.append((max(done, freeze), epochs, True))
+    for first, last, backbone_trainable in phases:
+        with strategy.scope():
+            if freeze:
+                _set_backbone_trainable(model, config, backbone_trainable)
+            _compile(model, config, optimizer, loss)
+        data = _distributed(strategy, lambda ctx, a=first, b=last: epoch_datasets(
+            config, a, b, steps, preprocessing, ctx))
+        model.fit(
+            data, epochs=last, initial_epoch=first, steps_per_epoch=steps,
+            validation_data=val, callbacks=callbacks, verbose=verbose, shuffle=False,
+        )
+        if nan_stop.failure:
+            raise TrainingDiverged(nan_stop.message(run_dir))
+
+    metrics = finish_run(run_dir, config, run_state, preprocessing, info, verbose)
+    seconds = time.time() - start
+    run_state.mark_finished(seconds_last_session=round(seconds, 1))
+    if verbose:
+        print(f"Finished in {seconds:.0f} s: {run_dir}", flush=True)
+    return TrainResult(run_dir, run_state.state["epochs_completed"], run_state.state["best"],
+                       metrics, seconds, resuming)
+
+
+class _HistoryFiles(keras.callbacks.Callback):
+    """Rewrites ``history.csv`` and ``curves.png`` from the run state after each epoch."""
+
+    def __init__(self, run_dir, run_state):
+        super().__init__()
+        self.run_dir = run_dir
+        self.run_state = run_state
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_history(self.run_dir, self.run_state.state["history"])
+
+
+def write_history(run_dir, history):
+    from fcn_tf.visualize import save_curves
+
+    if not history:
+        return
+    keys = ["epoch"] + sorted({k for row in history for k in row} - {"epoch"})
+    lines = [",".join(keys)] + [
+        ",".join("" if row.get(k) is None else f"{row[k]:.6g}" if isinstance(row.get(k), float)
+                 else str(row[k]) for k in keys)
+        for row in history
+    ]
+    atomic_write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
+    save_curves(os.path.join(run_dir, "curves.png"), history)
+
+
+def finish_run(run_dir, config, run_state, preprocessing, info, verbose=1):
+    """Evaluate the best model, draw predictions, and export if asked; return metrics."""
+    from fcn_tf.evaluation import evaluate_split
+    from fcn_tf.visualize import denormalize, predict_classes, save_prediction_grid
+
+    best = os.path.join(run_dir, "best.keras")
+    path = best if os.path.exists(best) else os.path.join(run_dir, run_state.state["checkpoint"])
+    model = keras.models.load_model(path, compile=False)
+    metrics = {}
+    if config.eval.split:
+        metrics = evaluate_split(model, config, preprocessing, config.eval.split, verbose=verbose)
+        atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
+        if verbose:
+            print(f"{config.eval.split}: mean IoU {metrics['mean_iou']:.4f}, pixel accuracy "
+                  f"{metrics['pixel_accuracy']:.4f}", flush=True)
+    if config.output.sample_images:
+        images, masks = _sample_batch(config, preprocessing, config.output.sample_images)
+        if images:
+            predictions = [predict_classes(model, image[None])[0] for image in images]
+            save_prediction_grid(
+                os.path.join(run_dir, "predictions.png"),
+                [denormalize(i, preprocessing) for i in images], masks, predictions,
+                info.class_names, info.colors, info.ignore_label,
+            )
+    if config.export.enabled:
+        from fcn_tf.export import export_model
+
+        export_dir = os.path.join(run_dir, "export")
+        export_model(path, export_dir, overwrite=True, tflite=config.export.tflite,
+                     metadata_from_run=run_dir)
+        if verbose:
+            print(f"Exported SavedModel to {export_dir}", flush=True)
+    return metrics
