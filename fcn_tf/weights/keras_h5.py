@@ -1,0 +1,306 @@
+"""``keras.applications`` weight files: VGG16, VGG19, MobileNetV2, Xception.
+
+Two layouts are read with h5py:
+
+- **legacy** (Keras 2, what ``keras.applications`` downloads, e.g.
+  ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``): the root, or its
+  ``model_weights`` group for a whole saved model, has the attribute
+  ``layer_names``; each layer's group has ``weight_names`` giving its arrays
+  in order.
+- **Keras 3** ``.weights.h5`` (``model.save_weights``): arrays sit under
+  ``layers/<class name>_<k>/vars/<i>``, keyed by layer *class* and order, not
+  by layer name. The file's network is recognised from its classes; the
+  matching ``keras.applications`` model is built without weights only to
+  learn which ``conv2d_<k>`` is which named layer.
+
+Mappings (pure functions from ``{file layer: [arrays]}``, file order):
+
+- :func:`map_vgg`: ``block{b}_conv{i}`` to ``conv{b}_{i}`` unchanged (Keras
+  kernels are already ``(kh, kw, in, out)``); with the top, Dense ``fc1``
+  ``(7*7*512, 4096)`` reshaped to fc6's ``(7, 7, 512, 4096)`` (Keras' Flatten
+  of a channels-last ``7x7x512`` map is row-major over ``(h, w, c)``) and
+  ``fc2`` to fc7's ``(1, 1, 4096, 4096)``; ``predictions`` unused.
+  Keras' VGG weights are Caffe's: BGR inputs, so the default channel order
+  is ``bgr`` and ``conv1_1`` is flipped to take RGB.
+- :func:`map_mobilenet_v2`: by name; ``Conv_1``, ``Conv_1_bn`` (not part of
+  DeepLab's encoder) and ``predictions`` unused.
+- :func:`map_xception`: by name; the unnamed residual convolutions and their
+  BatchNorms (``conv2d``, ``conv2d_1`` ... in file order) become
+  ``block{2,3,4,13}_residual_conv``/``_bn``; ``predictions`` unused.
+"""
+
+import re
+
+import numpy as np
+
+from fcn_tf.preprocessing import VGG_MEAN_RGB, Preprocessing
+from fcn_tf.weights import WeightsError
+from fcn_tf.weights.assign import FileWeights, model_layers
+
+XCEPTION_RESIDUAL_BLOCKS = (2, 3, 4, 13)
+UNNAMED_CONV = re.compile(r"^conv2d(_\d+)?$")
+UNNAMED_BN = re.compile(r"^batch_normalization(_\d+)?$")
+VGG_BLOCK_CONV = re.compile(r"^block(\d+)_conv(\d+)$")
+
+# Which of the model's layers each architecture's file must cover.
+BACKBONE_LAYERS = {
+    "vgg16": re.compile(r"^conv\d+_\d+$"),
+    "vgg19": re.compile(r"^conv\d+_\d+$"),
+    "mobilenet_v2": re.compile(r"^(Conv1|bn_Conv1|expanded_conv_\w+|block_\d+_\w+)$"),
+    "xception": re.compile(r"^block\d+_\w+$"),
+}
+FIRST_LAYER = {
+    "vgg16": "conv1_1", "vgg19": "conv1_1",
+    "mobilenet_v2": "Conv1", "xception": "block1_conv1",
+}
+CHANNEL_ORDER = {"vgg16": "bgr", "vgg19": "bgr", "mobilenet_v2": "rgb", "xception": "rgb"}
+# The Dense layers a Keras 3 file has when saved with include_top=True.
+TOP_DENSE = {
+    "vgg16": ("fc1", "fc2", "predictions"),
+    "vgg19": ("fc1", "fc2", "predictions"),
+    "mobilenet_v2": ("predictions",),
+    "xception": ("predictions",),
+}
+HINT = (
+    "Check that the file is the keras.applications network of the model's backbone "
+    "(VGG16/VGG19 for fcn*/fcn_deconv at width_multiplier=1.0, MobileNetV2 alpha=1.0 "
+    "or Xception for deeplabv3plus)."
+)
+
+
+# ---------------------------------------------------------------- mappings
+
+
+def map_vgg(entries):
+    """keras.applications VGG ``{name: arrays}`` to ``(arrays, sources, unused)``.
+
+    Renames ``block{b}_conv{i}`` to ``conv{b}_{i}``; reshapes Dense ``fc1`` to
+    a 7x7 convolution kernel ``fc6`` and ``fc2`` to a 1x1 ``fc7``.
+    """
+    arrays, sources, unused = {}, {}, {}
+    for name, values in entries.items():
+        match = VGG_BLOCK_CONV.match(name)
+        if match:
+            target = f"conv{match.group(1)}_{match.group(2)}"
+            arrays[target], sources[target] = list(values), name
+        elif name in ("fc1", "fc2"):
+            kernel, bias = values
+            size = 7 if name == "fc1" else 1
+            if kernel.ndim != 2 or kernel.shape[0] % (size * size):
+                raise ValueError(
+                    f"layer {name!r} kernel: expected a Dense kernel with "
+                    f"{size}*{size}*channels rows, received shape {kernel.shape}"
+                )
+            target = "fc6" if name == "fc1" else "fc7"
+            channels = kernel.shape[0] // (size * size)
+            arrays[target] = [kernel.reshape(size, size, channels, kernel.shape[1]), bias]
+            sources[target] = name
+        elif name == "predictions":
+            unused[name] = "ImageNet classifier (1000 classes): not used for segmentation"
+        else:
+            arrays[name], sources[name] = list(values), name
+    return arrays, sources, unused
+
+
+def map_mobilenet_v2(entries):
+    """keras.applications MobileNetV2: by name; ``Conv_1``/``Conv_1_bn``/``predictions`` unused."""
+    skipped = {
+        "Conv_1": "the final 1x1 convolution to 1280 channels is not part of DeepLab's encoder",
+        "Conv_1_bn": "the BatchNorm of Conv_1, not part of DeepLab's encoder",
+        "predictions": "ImageNet classifier (1000 classes): not used for segmentation",
+    }
+    arrays = {n: list(v) for n, v in entries.items() if n not in skipped}
+    unused = {n: reason for n, reason in skipped.items() if n in entries}
+    return arrays, {n: n for n in arrays}, unused
+
+
+def map_xception(entries):
+    """keras.applications Xception: by name, plus the unnamed residual convs in order.
+
+    The four unnamed ``Conv2D``/``BatchNormalization`` layers, in file order,
+    are the residual branches of blocks 2, 3, 4 and 13.
+    """
+    arrays, sources, unused = {}, {}, {}
+    convs = [n for n in entries if UNNAMED_CONV.match(n)]
+    norms = [n for n in entries if UNNAMED_BN.match(n)]
+    for found, suffix in ((convs, "conv"), (norms, "bn")):
+        if len(found) != len(XCEPTION_RESIDUAL_BLOCKS):
+            raise ValueError(
+                f"expected {len(XCEPTION_RESIDUAL_BLOCKS)} unnamed residual "
+                f"{'Conv2D' if suffix == 'conv' else 'BatchNormalization'} layers "
+                f"(blocks 2, 3, 4, 13), found {len(found)}: {found}"
+            )
+        for name, block in zip(found, XCEPTION_RESIDUAL_BLOCKS):
+            target = f"block{block}_residual_{suffix}"
+            arrays[target], sources[target] = list(entries[name]), name
+    for name, values in entries.items():
+        if name in convs or name in norms:
+            continue
+        if name == "predictions":
+            unused[name] = "ImageNet classifier (1000 classes): not used for segmentation"
+        else:
+            arrays[name], sources[name] = list(values), name
+    return arrays, sources, unused
+
+
+MAPPINGS = {
+    "vgg16": map_vgg,
+    "vgg19": map_vgg,
+    "mobilenet_v2": map_mobilenet_v2,
+    "xception": map_xception,
+}
+
+# ------------------------------------------------------------------ reading
+
+
+def architecture_of(names):
+    """Recognise the keras.applications network from its (legacy) layer names."""
+    names = set(names)
+    if "block14_sepconv2" in names:
+        return "xception"
+    if "Conv1" in names and "block_16_project" in names:
+        return "mobilenet_v2"
+    if "block5_conv4" in names:
+        return "vgg19"
+    if "block5_conv3" in names:
+        return "vgg16"
+    return None
+
+
+def _decode(values):
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def read_legacy(root):
+    """``{layer name: [arrays]}`` from a legacy Keras h5 group with ``layer_names``."""
+    entries = {}
+    for name in _decode(root.attrs["layer_names"]):
+        group = root[name]
+        weight_names = _decode(group.attrs.get("weight_names", []))
+        if weight_names:
+            entries[name] = [np.asarray(group[w]) for w in weight_names]
+    return entries
+
+
+def _snake_case(name):
+    """Keras' ``to_snake_case``: the key prefix of a layer class in a .weights.h5."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _class_order_keys(model):
+    """``{file key: layer name}`` of ``model``'s layers as Keras 3 saves them."""
+    counts, keys = {}, {}
+    for layer in model.layers:
+        base = _snake_case(type(layer).__name__)
+        count = counts.get(base, 0)
+        counts[base] = count + 1
+        keys[base if count == 0 else f"{base}_{count}"] = layer.name
+    return keys
+
+
+def _reference_model(architecture):
+    import keras
+
+    build = {
+        "vgg16": lambda: keras.applications.VGG16(weights=None, include_top=False),
+        "vgg19": lambda: keras.applications.VGG19(weights=None, include_top=False),
+        "mobilenet_v2": lambda: keras.applications.MobileNetV2(
+            weights=None, include_top=False, input_shape=(224, 224, 3)
+        ),
+        "xception": lambda: keras.applications.Xception(weights=None, include_top=False),
+    }
+    return build[architecture]()
+
+
+def read_keras3(path, root):
+    """``(architecture, {layer name: [arrays]})`` of a Keras 3 ``.weights.h5``."""
+    groups = {}
+    for key, group in root["layers"].items():
+        if "vars" in group and len(group["vars"]):
+            variables = group["vars"]
+            groups[key] = [np.asarray(variables[i]) for i in sorted(variables, key=int)]
+    if any(k.startswith("separable_conv2d") for k in groups):
+        architecture = "xception"
+    elif any(k.startswith("depthwise_conv2d") for k in groups):
+        architecture = "mobilenet_v2"
+    else:
+        convs = sum(1 for k in groups if re.match(r"^conv2d(_\d+)?$", k))
+        architecture = {13: "vgg16", 16: "vgg19"}.get(convs)
+    if architecture is None:
+        raise WeightsError(
+            f"{path}: a Keras 3 weights file of a network this loader does not know "
+            f"(weighted layers: {', '.join(sorted(groups)[:8])} ...). Supported: "
+            "keras.applications VGG16, VGG19, MobileNetV2, Xception."
+        )
+    keys = _class_order_keys(_reference_model(architecture))
+    dense = [k for k in groups if re.match(r"^dense(_\d+)?$", k)]
+    dense.sort(key=lambda k: int(k.rsplit("_", 1)[1]) if "_" in k else 0)
+    for key, name in zip(dense, TOP_DENSE[architecture]):
+        keys[key] = name
+    unknown = sorted(k for k in groups if k not in keys)
+    if unknown:
+        raise WeightsError(
+            f"{path}: entries {unknown[:8]} do not belong to keras.applications "
+            f"{architecture}; the file is of another network. {HINT}"
+        )
+    ordered = sorted(groups, key=lambda k: list(keys).index(k))
+    return architecture, {keys[k]: groups[k] for k in ordered}
+
+
+def read(path, model):
+    """Read a keras.applications ``.h5``/``.weights.h5`` into :class:`FileWeights`."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise WeightsError(
+            f"not an HDF5 file or truncated: {path} ({error}). Download the file "
+            "again (weights/README.md)."
+        ) from error
+    with handle:
+        root = handle["model_weights"] if "model_weights" in handle else handle
+        if "layer_names" in root.attrs:
+            entries = read_legacy(root)
+            architecture = architecture_of(entries)
+        elif "layers" in root:
+            architecture, entries = read_keras3(path, root)
+        else:
+            raise WeightsError(
+                f"{path}: an HDF5 file but not Keras weights (no 'layer_names' "
+                "attribute and no 'layers' group)."
+            )
+    if architecture is None:
+        raise WeightsError(
+            f"{path}: not a keras.applications VGG16, VGG19, MobileNetV2 or Xception "
+            f"file (layers: {', '.join(list(entries)[:8])} ...)."
+        )
+    try:
+        arrays, sources, unused = MAPPINGS[architecture](entries)
+    except ValueError as error:
+        raise WeightsError(f"{path}: {error}. {HINT}") from error
+    pattern = BACKBONE_LAYERS[architecture]
+    required = tuple(n for n in model_layers(model) if pattern.match(n))
+    if not required:
+        raise WeightsError(
+            f"{path}: a keras.applications {architecture} file, but model "
+            f"'{model.name}' has no {architecture} layers. {HINT}"
+        )
+    preprocessing = (
+        Preprocessing(mean=VGG_MEAN_RGB, std=(1.0, 1.0, 1.0))
+        if architecture.startswith("vgg")
+        else Preprocessing.preset("inception")
+    )
+    return FileWeights(
+        arrays=arrays,
+        sources=sources,
+        required=required,
+        optional=frozenset({"fc6", "fc7"}),
+        unused=unused,
+        preprocessing=preprocessing,
+        first_layer=FIRST_LAYER[architecture],
+        channel_order=CHANNEL_ORDER[architecture],
+        hint=HINT,
+    )
