@@ -29,7 +29,14 @@ def _valid_and_labels(y_true, ignore_label):
 
 
 def _weighted_mean(values, weights):
-    return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
+    """Per-pixel values whose plain mean is ``sum(w * v) / sum(w)``.
+
+    Returning per-pixel values (not a scalar) lets Keras reduce them and scale
+    the result for ``tf.distribute``; a scalar would skip that scaling and
+    every replica's gradient would be counted in full.
+    """
+    size = ops.cast(ops.size(values), "float32")
+    return values * weights * (size / ops.maximum(ops.sum(weights), 1.0))
 
 
 class _SegmentationLoss(keras.losses.Loss):
@@ -131,7 +138,8 @@ class DiceLoss(_SegmentationLoss):
         intersection = ops.sum(probs * target, axis=axes)
         total = ops.sum(probs, axis=axes) + ops.sum(target, axis=axes)
         dice = (2.0 * intersection + self.smooth) / (total + self.smooth)
-        return 1.0 - ops.mean(dice)
+        # Broadcast to pixels so that Keras' reduction (and distribution scaling) applies.
+        return ops.ones_like(valid) * (1.0 - ops.mean(dice))
 
     def get_config(self):
         return {**super().get_config(), "smooth": self.smooth}

@@ -21,7 +21,7 @@ import tempfile
 import numpy as np
 
 CLASS_NAMES = ("background", "circle", "square", "triangle", "cross")
-VERSION = "shapes-v1"
+VERSION = "shapes-v2"
 SPLIT_SIZES = {"train": 240, "val": 60, "test": 60}
 IMAGE_SIZE = 128
 _MARKER = ".fcn_tf_builtin"
@@ -52,7 +52,7 @@ def _draw_shape(rng, kind, canvas, value, size):
     import cv2
 
     cy, cx = rng.integers(16, size - 16, size=2)
-    r = int(rng.integers(9, 26))
+    r = int(rng.integers(12, 28))
     if kind == 1:
         cv2.circle(canvas, (int(cx), int(cy)), r, value, -1)
     elif kind == 2:
@@ -77,15 +77,16 @@ def render_example(seed, size=IMAGE_SIZE):
     import cv2
 
     rng = np.random.default_rng(seed)
-    image = _texture(rng, size, _random_color(rng), _random_color(rng))
+    base = _random_color(rng)
+    image = _texture(rng, size, base, np.clip(base + rng.uniform(-50, 50, size=3), 0, 255))
     mask = np.zeros((size, size), np.uint8)
     background_mean = image.mean(axis=(0, 1))
     for _ in range(int(rng.integers(1, 5))):
         kind = int(rng.integers(1, len(CLASS_NAMES)))
         color = _random_color(rng)
-        while np.abs(color - background_mean).max() < 50:
+        while np.abs(color - background_mean).max() < 80:
             color = _random_color(rng)
-        fill = _texture(rng, size, color, color + rng.uniform(-40, 40, size=3))
+        fill = _texture(rng, size, color, color + rng.uniform(-25, 25, size=3))
         shape = np.zeros((size, size), np.uint8)
         _draw_shape(rng, kind, shape, 1, size)
         inside = shape.astype(bool)

@@ -94,6 +94,33 @@ def list_backbones(model=None):
     return list(get_model_spec(model).backbones)
 
 
+def validate_model_arguments(name, num_classes, backbone=None, options=None):
+    """Check a model name, backbone, class count and options without building.
+
+    Returns ``(spec, backbone)`` with the default backbone filled in; raises
+    ``ValueError`` with the valid choices and the closest match otherwise.
+    """
+    spec = get_model_spec(name)
+    backbone = spec.default_backbone if backbone is None else backbone
+    if backbone not in spec.backbones:
+        message = unknown_name_message(f"backbone for {name!r}", backbone, spec.backbones)
+        raise ValueError(message)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(
+            f"num_classes must be a positive integer, received {num_classes!r}."
+        )
+    valid = spec.options
+    for key in options or {}:
+        if key not in valid:
+            guess = closest(key, valid)
+            hint = f" Did you mean {guess!r}?" if guess else ""
+            raise ValueError(
+                f"Unknown option {key!r} for model {name!r}.{hint} "
+                f"Valid options: {', '.join(valid)}."
+            )
+    return spec, backbone
+
+
 def build_model(name, num_classes, backbone=None, **options):
     """Build a registered segmentation model.
 
@@ -118,24 +145,7 @@ def build_model(name, num_classes, backbone=None, **options):
         >>> model.output_shape
         (None, None, None, 2)
     """
-    spec = get_model_spec(name)
-    backbone = spec.default_backbone if backbone is None else backbone
-    if backbone not in spec.backbones:
-        message = unknown_name_message(f"backbone for {name!r}", backbone, spec.backbones)
-        raise ValueError(message)
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(
-            f"num_classes must be a positive integer, received {num_classes!r}."
-        )
-    valid = spec.options
-    for key in options:
-        if key not in valid:
-            guess = closest(key, valid)
-            hint = f" Did you mean {guess!r}?" if guess else ""
-            raise ValueError(
-                f"Unknown option {key!r} for model {name!r}.{hint} "
-                f"Valid options: {', '.join(valid)}."
-            )
+    spec, backbone = validate_model_arguments(name, num_classes, backbone, options)
     return spec.builder(num_classes, backbone, **options)
 
 

@@ -40,6 +40,34 @@ def backbone_name(config):
     return config.model.backbone or get_model_spec(config.model.name).default_backbone
 
 
+def preflight(config):
+    """Checks that cost seconds, run before a run folder is made.
+
+    The model name, backbone and options, the weight and checkpoint paths,
+    and the cheap dataset checks; each failure names the setting or file.
+    """
+    from fcn_tf.models.registry import validate_model_arguments
+
+    try:
+        validate_model_arguments(
+            config.model.name, output_channels(config), config.model.backbone, config.model.options
+        )
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+    for key in ("weights", "init_checkpoint"):
+        path = getattr(config.model, key)
+        if path and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"model.{key}: {path} does not exist. Check the path (relative paths are "
+                "resolved against the config file's folder)."
+            )
+    if config.train.check_dataset:
+        from fcn_tf.data import check_dataset
+
+        splits = ["train"] + ([config.train.validation_split] if config.train.validation_split else [])
+        check_dataset(config.data, splits)
+
+
 def build_model_from_config(config):
     """Build the model named in ``config.model`` for the dataset's classes and channels."""
     options = dict(config.model.options)

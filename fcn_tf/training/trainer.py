@@ -8,6 +8,7 @@ pipeline seeded with ``data.seed + epoch``, so a resumed run sees the same
 batches, in the same order, as an uninterrupted one.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ import numpy as np
 
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.training import setup
+from fcn_tf.training.multi_worker import patched_fit
 from fcn_tf.training.callbacks import (
     LearningRateLogger,
     PredictionImages,
@@ -50,10 +52,14 @@ def epoch_datasets(config, first_epoch, last_epoch, steps, preprocessing, input_
     """Epochs ``first_epoch .. last_epoch - 1`` of training batches, one after another.
 
     Epoch ``e`` is the training pipeline seeded with ``data.seed + e``,
-    repeated if needed and cut to ``steps`` batches.
+    repeated if needed and cut to ``steps`` global steps. Under
+    ``tf.distribute`` one pipeline feeds several replicas, one per-replica
+    batch each per step, so it yields ``steps * replicas_per_pipeline`` batches.
     """
     from fcn_tf.data import build_dataset
 
+    if input_context is not None:
+        steps *= input_context.num_replicas_in_sync // input_context.num_input_pipelines
     chain = None
     for epoch in range(first_epoch, last_epoch):
         ds = build_dataset(
@@ -70,6 +76,24 @@ def _distributed(strategy, make):
     if strategy.num_replicas_in_sync == 1:
         return make(None)
     return strategy.distribute_datasets_from_function(make)
+
+
+def _worker_output_dir(config):
+    """Where this process writes: the run folder, or a scratch folder for non-chief workers.
+
+    Under ``multi_worker`` every worker runs the same callbacks; only the
+    chief (task ``chief``, or ``worker`` 0 when there is no chief) writes the
+    real run folder, the others write under ``OUTPUT_DIR/.workers/worker-N``.
+    """
+    if config.train.distribute != "multi_worker":
+        return config.output.dir
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    if chief:
+        return config.output.dir
+    return os.path.join(config.output.dir, ".workers", f"{kind}-{index}")
 
 
 def _steps_per_epoch(config, train_count):
@@ -121,24 +145,22 @@ def train(config, *, fresh=False, verbose=1):
     Returns a :class:`TrainResult`. Raises :class:`TrainingDiverged` when the
     loss stops being finite (the last good checkpoint is kept).
     """
-    from fcn_tf.data import check_dataset, dataset_info, split_files
+    from fcn_tf.data import dataset_info, split_files
 
     start = time.time()
+    setup.preflight(config)
     effective = config.to_dict()
-    run_dir, resuming = choose_run_dir(config.output.dir, config.output.name, effective, fresh)
+    parent = _worker_output_dir(config)
+    run_dir, resuming = choose_run_dir(parent, config.output.name, effective, fresh)
     if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
         atomic_write_json(os.path.join(run_dir, CONFIG_FILE), effective)
     state = read_state(run_dir) or {}
     done = int(state.get("epochs_completed", 0))
-    if verbose:
-        action = f"Resuming after epoch {done}" if resuming else "Starting"
-        print(f"{action}: run folder {run_dir}", flush=True)
+    action = f"Resuming after epoch {done}" if resuming else "Starting"
+    print(f"{action}: run folder {run_dir}", flush=True)
 
     keras.utils.set_random_seed(config.train.seed)
     _set_precision(config.train.precision)
-    splits = ["train"] + ([config.train.validation_split] if config.train.validation_split else [])
-    if config.train.check_dataset:
-        check_dataset(config.data, splits)
     info = dataset_info(config.data)
     steps = _steps_per_epoch(config, len(split_files(config.data, "train")))
     strategy = setup.build_strategy(config.train.distribute)
@@ -191,10 +213,18 @@ def train(config, *, fresh=False, verbose=1):
             _compile(model, config, optimizer, loss)
         data = _distributed(strategy, lambda ctx, a=first, b=last: epoch_datasets(
             config, a, b, steps, preprocessing, ctx))
-        model.fit(
-            data, epochs=last, initial_epoch=first, steps_per_epoch=steps,
-            validation_data=val, callbacks=callbacks, verbose=verbose, shuffle=False,
-        )
+        multi_worker = config.train.distribute == "multi_worker"
+        with strategy.scope(), (patched_fit() if multi_worker else contextlib.nullcontext()):
+            if multi_worker:
+                # Keras 3.15's symbolic build reduces a sample (x, y) batch with
+                # strategy.reduce, which MultiWorkerMirroredStrategy rejects for a
+                # nested structure. Without a captured strategy Keras defers the
+                # build to the first traced step and takes the strategy from scope.
+                model._distribute_strategy = None
+            model.fit(
+                data, epochs=last, initial_epoch=first, steps_per_epoch=steps,
+                validation_data=val, callbacks=callbacks, verbose=verbose, shuffle=False,
+            )
         if nan_stop.failure:
             raise TrainingDiverged(nan_stop.message(run_dir))
 

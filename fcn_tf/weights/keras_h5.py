@@ -232,7 +232,8 @@ def read_keras3(path, root):
         raise WeightsError(
             f"{path}: a Keras 3 weights file of a network this loader does not know "
             f"(weighted layers: {', '.join(sorted(groups)[:8])} ...). Supported: "
-            "keras.applications VGG16, VGG19, MobileNetV2, Xception."
+            "keras.applications VGG16, VGG19, MobileNetV2, Xception. For weights of "
+            "this package's own models, save and load a .keras checkpoint instead."
         )
     keys = _class_order_keys(_reference_model(architecture))
     dense = [k for k in groups if re.match(r"^dense(_\d+)?$", k)]
