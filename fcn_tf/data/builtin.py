@@ -33,18 +33,17 @@ def _random_color(rng):
 
 
 def _texture(rng, size, base, other):
-    """Smooth noise blended between two colours, plus stripes and grain."""
+    """Smooth noise blended between two colours, with faint stripes."""
     import cv2
 
-    cells = rng.integers(3, 9)
+    cells = rng.integers(2, 6)
     low = cv2.resize(rng.random((cells, cells)), (size, size), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:size, 0:size]
     angle = rng.uniform(0, np.pi)
-    period = rng.uniform(6, 24)
+    period = rng.uniform(10, 30)
     stripes = 0.5 + 0.5 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
-    mix = np.clip(0.7 * low + 0.3 * stripes * rng.uniform(0, 1), 0, 1)[..., None]
-    image = base * (1 - mix) + other * mix
-    return image + rng.normal(0, 8, size=(size, size, 3))
+    mix = np.clip(0.8 * low + 0.2 * stripes, 0, 1)[..., None]
+    return base * (1 - mix) + other * mix
 
 
 def _draw_shape(rng, kind, canvas, value, size):
@@ -84,15 +83,17 @@ def render_example(seed, size=IMAGE_SIZE):
     for _ in range(int(rng.integers(1, 5))):
         kind = int(rng.integers(1, len(CLASS_NAMES)))
         color = _random_color(rng)
-        while np.abs(color - background_mean).max() < 80:
+        while np.abs(color - background_mean).mean() < 60:
             color = _random_color(rng)
-        fill = _texture(rng, size, color, color + rng.uniform(-25, 25, size=3))
         shape = np.zeros((size, size), np.uint8)
         _draw_shape(rng, kind, shape, 1, size)
         inside = shape.astype(bool)
-        image[inside] = fill[inside]
+        # A flat colour with a gentle linear shading: the class is in the shape.
+        yy, xx = np.mgrid[0:size, 0:size]
+        shading = (yy - size / 2) * rng.uniform(-0.15, 0.15) + (xx - size / 2) * rng.uniform(-0.15, 0.15)
+        image[inside] = (color + shading[..., None])[inside]
         mask[inside] = kind
-    image = cv2.GaussianBlur(image, (3, 3), 0.6) + rng.normal(0, 6, size=image.shape)
+    image = cv2.GaussianBlur(image, (3, 3), 0.6) + rng.normal(0, 5, size=image.shape)
     return np.clip(np.round(image), 0, 255).astype(np.uint8), mask
 
 
