@@ -291,3 +291,10 @@ def test_legacy_h5_of_an_unknown_network(tmp_path):
     write_legacy_keras_h5(path, [("conv1_conv", [("conv1_conv/kernel:0", np.zeros((7, 7, 3, 64)))])])
     with pytest.raises(WeightsError, match="not a keras.applications VGG16, VGG19, MobileNetV2"):
         load_weights(fcn8s(), path)
+
+
+def test_keras3_weights_of_this_packages_model_point_to_keras_checkpoints(tmp_path):
+    path = tmp_path / "fcn8s.weights.h5"
+    fcn8s().save_weights(path)
+    with pytest.raises(WeightsError, match="network this loader does not know.*save and load a .keras"):
+        load_weights(fcn8s(), path)
