@@ -6,14 +6,19 @@ from fcn_tf.backbones.features import Features
 
 
 def double_conv(x, filters, prefix, padding="same", batch_norm=True):
-    """Two 3x3 convolutions, each followed by BatchNorm (optional) and ReLU."""
+    """Two 3x3 convolutions, each followed by BatchNorm (optional) and ReLU.
+
+    BatchNorm uses PyTorch's defaults (momentum 0.1, i.e. Keras 0.9, and eps
+    1e-5), as the common U-Net implementations do: the running statistics
+    follow the weights within tens of steps, which short trainings need.
+    """
     for index in (1, 2):
         x = layers.Conv2D(
             filters, 3, padding=padding, use_bias=not batch_norm,
             name=f"{prefix}_conv{index}",
         )(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{prefix}_bn{index}")(x)
+            x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}_bn{index}")(x)
         x = layers.ReLU(name=f"{prefix}_relu{index}")(x)
     return x
 
