@@ -1,27 +1,59 @@
 """Scoring a model on a dataset split from one confusion matrix.
 
 Labels are scored at their full resolution: evaluation batches are padded
-with the ignore label, never resized.
+with the ignore label, never resized. Predictions can use test-time
+augmentation and sliding windows (:class:`fcn_tf.inference.InferenceOptions`).
+
+Example:
+    >>> import numpy as np
+    >>> cm = np.array([[3, 1], [0, 4]])
+    >>> round(scores_from_confusion(cm)["pixel_accuracy"], 3)
+    0.875
 """
+
+import json
+import os
 
 import numpy as np
 
+from fcn_tf.inference import InferenceOptions, logits_to_classes
+from fcn_tf.inference import predict_logits as _predict_with_options
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
+
+__all__ = [
+    "confusion_over_dataset",
+    "evaluate_split",
+    "format_scores",
+    "logits_to_classes",
+    "predict_logits",
+    "save_confusion_heatmap",
+    "scores_from_confusion",
+    "write_evaluation",
+]
 
 
 def predict_logits(model, images):
     return np.asarray(model(images, training=False), dtype=np.float32)
 
 
-def logits_to_classes(logits):
-    if logits.shape[-1] == 1:
-        return (logits[..., 0] > 0).astype(np.int64)
-    return logits.argmax(-1)
+def predictor(options):
+    """A ``predict(model, images)`` applying ``options`` (TTA, sliding windows)."""
+    if options is None or options == InferenceOptions():
+        return predict_logits
+
+    def predict(model, images):
+        fn = lambda x: np.asarray(model(x, training=False), np.float32)  # noqa: E731
+        return _predict_with_options(fn, np.asarray(images), options)
+
+    return predict
 
 
 def confusion_over_dataset(model, dataset, num_classes, ignore_label, predict=predict_logits,
                            verbose=0):
-    """Accumulate the confusion matrix of ``model`` over ``(image, mask)`` batches."""
+    """Accumulate the confusion matrix of ``model`` over ``(image, mask)`` batches.
+
+    With ``verbose`` a progress bar counts the batches of the split.
+    """
     total = np.zeros((num_classes, num_classes), np.int64)
     progress = None
     if verbose:
@@ -37,15 +69,104 @@ def confusion_over_dataset(model, dataset, num_classes, ignore_label, predict=pr
     return total
 
 
-def evaluate_split(model, config, preprocessing, split, verbose=0):
-    """The FCN paper's metrics, per-class scores and the confusion matrix of ``split``."""
+def evaluate_split(model, config, preprocessing, split, verbose=0, options=None, batch_size=None):
+    """The FCN paper's metrics, per-class scores and the confusion matrix of ``split``.
+
+    Args:
+        model: a Keras model on normalised images.
+        config: the run :class:`~fcn_tf.config.run_config.Config`.
+        preprocessing: the normalisation the model was trained with.
+        split: split name.
+        verbose: 1 shows a progress bar over the split.
+        options: :class:`~fcn_tf.inference.InferenceOptions`; default: the
+            config's ``eval`` section (scales, flip, window, overlap).
+        batch_size: images per batch; default ``config.train.batch_size``
+            (1 when sliding windows are used, whose batches are windows).
+    """
     from fcn_tf.data import build_dataset
 
+    if options is None:
+        options = InferenceOptions.from_eval_config(config.eval)
+    if batch_size is None:
+        batch_size = 1 if options.window else config.train.batch_size
     dataset = build_dataset(config.data, split, training=False,
-                            batch_size=config.train.batch_size, preprocessing=preprocessing)
+                            batch_size=batch_size, preprocessing=preprocessing)
     cm = confusion_over_dataset(model, dataset, config.data.num_classes,
-                                config.data.ignore_label, verbose=verbose)
+                                config.data.ignore_label, predict=predictor(options),
+                                verbose=verbose)
     scores = scores_from_confusion(cm, list(config.data.class_names))
     scores["split"] = split
     scores["confusion_matrix"] = cm.tolist()
     return scores
+
+
+_METRICS = (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
+            ("mean_iou", "mean IU"), ("frequency_weighted_iou", "frequency-weighted IU"))
+
+
+def format_scores(scores):
+    """The four metrics and the per-class table as text."""
+    def pct(value):
+        return "   n/a" if value is None or np.isnan(value) else f"{100 * value:6.2f}"
+
+    lines = [f"{label:<22} {pct(scores[key])} %" for key, label in _METRICS]
+    width = max([5] + [len(row["class"]) for row in scores["per_class"]])
+    lines += ["", f"{'class':<{width}}  {'IoU %':>6}  {'acc %':>6}  {'pixels':>10}",
+              "-" * (width + 28)]
+    for row in scores["per_class"]:
+        lines.append(f"{row['class']:<{width}}  {pct(row['iou'])}  {pct(row['accuracy'])}  "
+                     f"{row['pixels']:>10}")
+    return "\n".join(lines)
+
+
+def save_confusion_heatmap(path, confusion, class_names):
+    """Save the row-normalised confusion matrix (each true class sums to 1) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion, np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    normalised = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    n = len(class_names)
+    size = max(4.0, 0.45 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (row-normalised)")
+    if n <= 25:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if normalised[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_evaluation(out_dir, scores, extra=None):
+    """Write metrics.json, confusion_matrix.json, confusion_matrix.png and scores.txt."""
+    from fcn_tf.training.run_dir import atomic_write_json, atomic_write_text
+
+    os.makedirs(out_dir, exist_ok=True)
+    names = [row["class"] for row in scores["per_class"]]
+    cm = scores["confusion_matrix"]
+    atomic_write_json(os.path.join(out_dir, "metrics.json"),
+                      {**{k: v for k, v in scores.items() if k != "confusion_matrix"},
+                       **(extra or {})})
+    atomic_write_json(os.path.join(out_dir, "confusion_matrix.json"),
+                      {"class_names": names, "rows": "true class", "columns": "predicted class",
+                       "matrix": cm})
+    save_confusion_heatmap(os.path.join(out_dir, "confusion_matrix.png"), cm, names)
+    atomic_write_text(os.path.join(out_dir, "scores.txt"), format_scores(scores) + "\n")
+    return out_dir
+
+
+def load_scores(out_dir):
+    with open(os.path.join(out_dir, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)

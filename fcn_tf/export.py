@@ -1,0 +1,318 @@
+"""``python -m fcn_tf.export --checkpoint PATH --out DIR [--tflite] [--overwrite]``.
+
+Exports a trained model as a TensorFlow SavedModel for TensorFlow Serving
+(see docs/SERVING.md), with normalisation inside the graph so clients send raw
+pixels:
+
+- ``serving_default``: ``images`` uint8 ``[batch, height, width, 3]`` (any
+  height and width) -> ``class_ids`` int32 ``[batch, height, width]`` and
+  ``probabilities`` float32 ``[batch, height, width, classes]``.
+- ``serving_bytes``: ``image_bytes`` string ``[batch]`` of encoded JPEG / PNG
+  (/ BMP / GIF) images, all of one size -> the same outputs.
+- a non-signature function ``logits`` (Python ``tf.saved_model.load`` only):
+  float32 pixels ``[batch, height, width, input_channels]`` in [0, 255] ->
+  logits, used by ``python -m fcn_tf.predict`` for test-time augmentation.
+
+Grayscale models (``image_channels`` 1) take the same 3-channel RGB inputs;
+the graph converts them to luma (ITU-R 601-2, as the data pipeline does).
+A two-class model with one binary logit gives ``probabilities`` ``[1 - p, p]``.
+
+``metadata.json`` next to ``saved_model.pb`` holds the model name, class
+names and colours, input channels, normalisation and training config.
+``--tflite`` adds ``model.tflite``: a fixed-size ``[1, H, W, 3]`` uint8 input
+(``--tflite-size``, default the training crop) with the same two outputs.
+
+The export is written to a temporary folder next to ``--out`` and renamed
+into place, so a failed export never leaves half a model.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+from fcn_tf.inference import METADATA_FILE, find_run_dir, read_run_config
+
+TFLITE_FILE = "model.tflite"
+TFLITE_PRECISIONS = ("float32", "float16", "int8")
+SIGNATURE_IMAGES = "serving_default"
+SIGNATURE_BYTES = "serving_bytes"
+METADATA_VERSION = 1
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+# Node names that appear in the error of a wrongly shaped input.
+SHAPE_CHECK_IMAGES = "images_must_be_batch_height_width_3_uint8_rgb"
+SHAPE_CHECK_PIXELS = "pixels_must_be_batch_height_width_channels_float32"
+
+
+def _serving_module(model, preprocessing, channels):
+    """A ``tf.Module`` holding the model (weights stored once) and its serving functions."""
+    import tensorflow as tf
+
+    binary = int(model.output_shape[-1]) == 1
+    mean = tf.constant(np.float32(preprocessing.mean))
+    std = tf.constant(np.float32(preprocessing.std))
+
+    def outputs(logits):
+        if binary:
+            p = tf.sigmoid(logits)
+            return {"class_ids": tf.cast(logits[..., 0] > 0, tf.int32),
+                    "probabilities": tf.concat([1.0 - p, p], axis=-1)}
+        return {"class_ids": tf.argmax(logits, axis=-1, output_type=tf.int32),
+                "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    def logits_of_pixels(pixels):
+        return tf.cast(model((pixels - mean) / std, training=False), tf.float32)
+
+    def from_rgb(images):
+        pixels = tf.cast(images, tf.float32)
+        if channels == 1:
+            luma = tf.reduce_sum(pixels * tf.constant(LUMA_WEIGHTS, tf.float32), -1, keepdims=True)
+            pixels = tf.round(luma)
+        return outputs(logits_of_pixels(pixels))
+
+    def decode(data, first_shape):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        same = tf.reduce_all(tf.equal(tf.shape(image)[:2], first_shape))
+        with tf.control_dependencies([tf.debugging.Assert(same, [
+                "serving_bytes: every image of one request must have the same height and "
+                "width; the first is", first_shape, "this one is", tf.shape(image)[:2],
+                ". Send images of different sizes in separate requests."])]):
+            return tf.identity(image)
+
+    module = tf.Module()
+    module.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve_images(images):
+        # The signature's shape is not enforced on a loaded model: check it at run time.
+        images = tf.ensure_shape(images, [None, None, None, 3], name=SHAPE_CHECK_IMAGES)
+        return from_rgb(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(image_bytes):
+        tf.debugging.assert_positive(
+            tf.size(image_bytes),
+            message="serving_bytes: received an empty batch; send at least one encoded image.")
+        first = tf.io.decode_image(image_bytes[0], channels=3, expand_animations=False)
+        images = tf.map_fn(lambda data: decode(data, tf.shape(first)[:2]), image_bytes,
+                           fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        return from_rgb(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32,
+                                                name="pixels")])
+    def logits(pixels):
+        pixels = tf.ensure_shape(pixels, [None, None, None, channels], name=SHAPE_CHECK_PIXELS)
+        return logits_of_pixels(pixels)
+
+    module.serve_images = serve_images
+    module.serve_bytes = serve_bytes
+    module.logits = logits
+    module.from_rgb = from_rgb
+    return module
+
+
+def export_saved_model(model, preprocessing, path, channels=None):
+    """Save ``model`` with its serving signatures to ``path``; return the module."""
+    import tensorflow as tf
+
+    channels = channels or int(model.input_shape[-1])
+    module = _serving_module(model, preprocessing.for_channels(channels), channels)
+    signatures = {SIGNATURE_IMAGES: module.serve_images.get_concrete_function(),
+                  SIGNATURE_BYTES: module.serve_bytes.get_concrete_function()}
+    tf.saved_model.save(module, path, signatures=signatures)
+    return module
+
+
+def convert_tflite(module, size, precision="float32"):
+    """TFLite flatbuffer bytes of ``module``'s uint8 RGB path at a fixed ``[1, H, W, 3]``."""
+    import tensorflow as tf
+
+    if precision not in TFLITE_PRECISIONS:
+        raise ValueError(f"--tflite-precision: expected one of {', '.join(TFLITE_PRECISIONS)}, "
+                         f"received {precision!r}.")
+    import keras
+
+    height, width = size
+    # Through Keras' ExportArchive, as keras.Model.export(format="litert") does:
+    # converting a plain tf.Module SavedModel gives a TFLite graph that reads
+    # uninitialised resource variables (NaN outputs).
+    with tempfile.TemporaryDirectory(prefix="fcn_tf-tflite-") as folder:
+        archive = keras.export.ExportArchive()
+        archive.track(module.model)
+        archive.add_endpoint("serving_default", module.from_rgb, input_signature=[
+            tf.TensorSpec([1, height, width, 3], tf.uint8, name="images")])
+        archive.write_out(folder, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if precision == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif precision == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
+        return converter.convert()
+
+
+def build_metadata(model, preprocessing, checkpoint, run_dir=None, tflite=None):
+    """The metadata.json contents: classes, colours, channels, normalisation, config."""
+    from fcn_tf.inference import _class_info, backbone_of_model
+
+    config = read_run_config(run_dir) if run_dir else None
+    outputs = int(model.output_shape[-1])
+    info = _class_info(2 if outputs == 1 else outputs, config)
+    channels = int(model.input_shape[-1])
+    config_dict = None
+    if run_dir:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            config_dict = json.load(f)
+    return {
+        "format_version": METADATA_VERSION,
+        "model_name": config.model.name if config else model.name,
+        "backbone": (config.model.backbone if config and config.model.backbone
+                     else backbone_of_model(model)),
+        "keras_model_name": model.name,
+        "num_classes": info["num_classes"],
+        "logit_channels": outputs,
+        "class_names": info["class_names"],
+        "colors": info["colors"],
+        "ignore_label": info["ignore_label"],
+        "image_channels": channels,
+        "normalization": preprocessing.to_dict(),
+        "signatures": {
+            SIGNATURE_IMAGES: {"inputs": {"images": "uint8 [batch, height, width, 3] RGB"},
+                               "outputs": {"class_ids": "int32 [batch, height, width]",
+                                           "probabilities": "float32 [batch, height, width, "
+                                                            f"{info['num_classes']}]"}},
+            SIGNATURE_BYTES: {"inputs": {"image_bytes": "string [batch] encoded JPEG/PNG, "
+                                                        "one size per request"},
+                              "outputs": "as serving_default"},
+        },
+        "grayscale_input": ("3-channel RGB converted to luma inside the graph"
+                            if channels == 1 else None),
+        "tflite": tflite,
+        "source_checkpoint": os.path.abspath(checkpoint),
+        "training_config": config_dict,
+    }
+
+
+def _folder_size(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
+                 metadata_from_run=None, tflite_precision="float32", tflite_size=None,
+                 verbose=0):
+    """Export a ``.keras`` checkpoint (or run folder) as a SavedModel in ``export_dir``.
+
+    Args:
+        checkpoint_path: a ``.keras`` file or a run folder (its best.keras).
+        export_dir: the SavedModel folder to create.
+        overwrite: replace ``export_dir`` if it exists (else raise).
+        tflite: also write ``model.tflite``.
+        metadata_from_run: the run folder whose config.json and
+            preprocessing.json describe the model; default: the checkpoint's.
+        tflite_precision: ``float32``, ``float16`` or ``int8`` (dynamic range).
+        tflite_size: ``(height, width)`` of the TFLite input; default the
+            config's ``data.crop_size``, else 256 x 256.
+
+    Returns:
+        A dict with the export path, preprocessing source and file sizes.
+    """
+    import keras
+
+    from fcn_tf.inference import resolve_checkpoint, resolve_preprocessing
+
+    export_dir = os.path.abspath(export_dir)
+    if os.path.exists(export_dir) and not overwrite:
+        raise FileExistsError(
+            f"--out {export_dir} already exists. Pass --overwrite to replace it, or choose "
+            "a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. models/seg/2)."
+        )
+    checkpoint = resolve_checkpoint(checkpoint_path)
+    run_dir = metadata_from_run or find_run_dir(checkpoint_path)
+    model = keras.models.load_model(checkpoint, compile=False)
+    channels = int(model.input_shape[-1])
+    config = read_run_config(run_dir) if run_dir else None
+    preprocessing, source = resolve_preprocessing(run_dir or checkpoint_path, model, config,
+                                                  channels)
+    if verbose:
+        print(f"Normalisation {preprocessing.to_dict()} from {source}", flush=True)
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(export_dir)}-")
+    try:
+        module = export_saved_model(model, preprocessing, tmp, channels)
+        tflite_info = None
+        if tflite:
+            size = tuple(tflite_size or (config.data.crop_size if config else (256, 256)))
+            data = convert_tflite(module, size, tflite_precision)
+            with open(os.path.join(tmp, TFLITE_FILE), "wb") as f:
+                f.write(data)
+            tflite_info = {"file": TFLITE_FILE, "precision": tflite_precision,
+                           "input": f"uint8 [1, {size[0]}, {size[1]}, 3] RGB",
+                           "outputs": ["class_ids", "probabilities"]}
+        metadata = build_metadata(model, preprocessing, checkpoint, run_dir, tflite_info)
+        metadata["normalization_source"] = source
+        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2)
+        _replace_folder(tmp, export_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = {"export_dir": export_dir, "normalization_source": source,
+              "saved_model_bytes": _folder_size(export_dir)}
+    if tflite:
+        result["tflite_bytes"] = os.path.getsize(os.path.join(export_dir, TFLITE_FILE))
+        result["saved_model_bytes"] -= result["tflite_bytes"]
+    return result
+
+
+def _replace_folder(source, target):
+    """Move ``source`` to ``target``, replacing an existing ``target`` last."""
+    if not os.path.exists(target):
+        os.replace(source, target)
+        return
+    old = f"{target}.old-{os.getpid()}"
+    os.replace(target, old)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fcn_tf.export",
+                                     description=__doc__.split("\n\n")[1])
+    parser.add_argument("--checkpoint", required=True,
+                        help="a .keras checkpoint or a run folder (its best.keras)")
+    parser.add_argument("--out", required=True, help="the SavedModel folder to create")
+    parser.add_argument("--tflite", action="store_true", help="also write model.tflite")
+    parser.add_argument("--tflite-precision", choices=TFLITE_PRECISIONS, default="float32",
+                        help="TFLite weights: float32, float16 or dynamic-range int8")
+    parser.add_argument("--tflite-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="fixed TFLite input size (default: the training crop)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    args = parser.parse_args(argv)
+    try:
+        result = export_model(args.checkpoint, args.out, overwrite=args.overwrite,
+                              tflite=args.tflite, tflite_precision=args.tflite_precision,
+                              tflite_size=args.tflite_size, verbose=1)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        if os.environ.get("FCN_TF_DEBUG"):
+            raise
+        print(f"error: {error}\n(set FCN_TF_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+    print(f"SavedModel: {result['export_dir']} ({result['saved_model_bytes'] / 2**20:.2f} MiB)")
+    if "tflite_bytes" in result:
+        print(f"TFLite: {os.path.join(result['export_dir'], TFLITE_FILE)} "
+              f"({result['tflite_bytes'] / 2**20:.2f} MiB)")
+    print(f"Inspect: saved_model_cli show --dir {result['export_dir']} --all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
