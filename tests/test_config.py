@@ -107,3 +107,27 @@ def test_effective_config_round_trips():
     config = parse_config({"train": {"epochs": 2}, "model": {"options": {"base_filters": 4}}})
     again = parse_config(json.loads(json.dumps(config.to_dict())))
     assert again.to_dict() == config.to_dict()
+
+
+def _shipped_configs():
+    import glob
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [os.path.join(root, "config.json")] + sorted(
+        glob.glob(os.path.join(root, "configs", "**", "*.json"), recursive=True)
+    )
+
+
+@pytest.mark.parametrize("path", _shipped_configs(), ids=lambda p: p.rsplit("/", 2)[-1])
+def test_every_shipped_config_is_valid(path):
+    import fcn_tf
+    from fcn_tf.training.setup import output_channels
+
+    config = load_config(path)
+    # The model section must name a buildable model with valid options.
+    from fcn_tf.models.registry import validate_model_arguments
+
+    validate_model_arguments(config.model.name, output_channels(config), config.model.backbone,
+                             config.model.options)
+    assert config.model.name in fcn_tf.list_models()

@@ -13,14 +13,8 @@ import os
 
 from fcn_tf.config.jsonc import load_jsonc
 from fcn_tf.config.schema import ConfigError, parse_section, to_dict
-from fcn_tf.utils.names import closest
-
-
-def _f(default=None, factory=None, help="", **meta):
-    meta["help"] = help
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+from fcn_tf.config.schema import field as _f
+from fcn_tf.utils.names import unknown_key_message
 
 
 @dataclasses.dataclass
@@ -187,12 +181,8 @@ def parse_config(document, base_dir=None, source=None):
     valid = (*SECTIONS, "data")
     for key in document:
         if key not in valid:
-            guess = closest(key, valid)
-            hint = f" Did you mean {guess!r}?" if guess else ""
-            raise ConfigError(
-                f"Unknown section {key!r} in {source or 'config'}.{hint} "
-                f"Valid sections: {', '.join(sorted(valid))}."
-            )
+            raise ConfigError(unknown_key_message(
+                key, source or "config", sorted(valid), kind="section", plural="sections"))
     sections = {
         name: parse_section(cls, document.get(name), name, base_dir)
         for name, cls in SECTIONS.items()

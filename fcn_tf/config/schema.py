@@ -19,7 +19,7 @@ import os
 import types
 import typing
 
-from fcn_tf.utils.names import closest
+from fcn_tf.utils.names import closest, unknown_key_message
 
 
 class ConfigError(ValueError):
@@ -153,6 +153,14 @@ def _check_bounds(value, meta, key):
             raise ConfigError(f"{key}: must be <= {meta['max']}, received {value!r}.")
 
 
+def field(default=None, factory=None, help="", **meta):
+    """A dataclass field for a config section, with its metadata (see module doc)."""
+    meta["help"] = help
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
 def parse_section(cls, mapping, section, base_dir=None):
     """Build dataclass ``cls`` from ``mapping``, validating every key.
 
@@ -171,12 +179,7 @@ def parse_section(cls, mapping, section, base_dir=None):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in mapping:
         if key not in fields:
-            guess = closest(key, fields)
-            hint = f" Did you mean {guess!r}?" if guess else ""
-            raise ConfigError(
-                f"Unknown key {key!r} in '{section}'.{hint} "
-                f"Valid keys: {', '.join(sorted(fields))}."
-            )
+            raise ConfigError(unknown_key_message(key, f"'{section}'", fields))
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, field in fields.items():

@@ -17,6 +17,7 @@ import dataclasses
 import os
 
 from fcn_tf.config import ConfigError, load_jsonc, parse_section
+from fcn_tf.config.schema import field as _field
 from fcn_tf.data import builtin, palette
 
 FORMATS = ("builtin", "voc", "voc_aug", "folders", "single_folder", "camvid")
@@ -33,13 +34,6 @@ _FORMAT_DEFAULTS = {
 }
 
 BUILTIN_ROOT = os.path.join("data", "builtin")
-
-
-def _field(default=None, factory=None, help="", **meta):
-    meta["help"] = help
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
 
 
 @dataclasses.dataclass

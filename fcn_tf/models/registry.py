@@ -9,7 +9,7 @@ from fcn_tf.models.fcn import build_fcn
 from fcn_tf.models.fcn_deconv import build_fcn_deconv
 from fcn_tf.models.unet import build_unet
 from fcn_tf.preprocessing import Preprocessing
-from fcn_tf.utils.names import closest, unknown_name_message
+from fcn_tf.utils.names import unknown_key_message, unknown_name_message
 
 # The normalisation each backbone's pretrained weights expect.
 BACKBONE_PREPROCESSING = {
@@ -112,12 +112,8 @@ def validate_model_arguments(name, num_classes, backbone=None, options=None):
     valid = spec.options
     for key in options or {}:
         if key not in valid:
-            guess = closest(key, valid)
-            hint = f" Did you mean {guess!r}?" if guess else ""
-            raise ValueError(
-                f"Unknown option {key!r} for model {name!r}.{hint} "
-                f"Valid options: {', '.join(valid)}."
-            )
+            raise ValueError(unknown_key_message(
+                key, f"the options of model {name!r}", valid, kind="option", plural="options"))
     return spec, backbone
 
 
