@@ -1,0 +1,113 @@
+"""``python -m fcn_tf.evaluate CONFIG --checkpoint PATH [--split val]``.
+
+Scores a checkpoint on a dataset split with the FCN paper's four metrics
+(pixel accuracy, mean accuracy, mean IU, frequency-weighted IU) from one
+dataset-level confusion matrix at the labels' full resolution, the ignore
+label excluded. Prints the metrics and a per-class IoU / accuracy table and
+writes, to ``RUN/eval-SPLIT/`` (the checkpoint's run folder, or ``--out``):
+``metrics.json``, ``confusion_matrix.json``, ``confusion_matrix.png``
+(row-normalised heat map) and ``scores.txt``.
+
+Test-time augmentation (``--scales``, ``--flip``) and sliding windows
+(``--window``, ``--overlap``) default to the config's ``eval`` section.
+"""
+
+import argparse
+import os
+import sys
+
+
+def parse_window(values, config):
+    """``--window``: ``H W``, one size for both, ``crop`` (the training crop) or ``none``."""
+    if values is None:
+        return None
+    if len(values) == 1 and values[0] == "crop":
+        return tuple(config.data.crop_size)
+    if len(values) == 1 and values[0] == "none":
+        return ()
+    try:
+        sizes = [int(v) for v in values]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise ValueError(f"--window: expected H W, one size, 'crop' or 'none', received "
+                         f"{' '.join(values)}.")
+    return tuple(sizes * 2 if len(sizes) == 1 else sizes)
+
+
+def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, window=None,
+                        overlap=None, out_dir=None, verbose=1):
+    """Evaluate ``checkpoint`` on ``split``; write the report; return ``(scores, out_dir)``."""
+    import keras
+
+    from fcn_tf.evaluation import evaluate_split, write_evaluation
+    from fcn_tf.inference import (
+        InferenceOptions,
+        find_run_dir,
+        resolve_checkpoint,
+        resolve_preprocessing,
+    )
+
+    path = resolve_checkpoint(checkpoint)
+    model = keras.models.load_model(path, compile=False)
+    preprocessing, source = resolve_preprocessing(checkpoint, model, config,
+                                                  config.data.image_channels)
+    if verbose:
+        print(f"Checkpoint {path}\nNormalisation {preprocessing.to_dict()} from {source}",
+              flush=True)
+    options = InferenceOptions.from_eval_config(
+        config.eval, scales=tuple(scales) if scales else None, flip=flip, overlap=overlap)
+    if window is not None:
+        options = InferenceOptions(**{**options.to_dict(), "window": window or None})
+    scores = evaluate_split(model, config, preprocessing, split, verbose=verbose, options=options)
+    if out_dir is None:
+        run_dir = find_run_dir(checkpoint) or os.path.dirname(os.path.abspath(path))
+        out_dir = os.path.join(run_dir, f"eval-{split}")
+    write_evaluation(out_dir, scores, {"checkpoint": os.path.abspath(path),
+                                       "normalization": preprocessing.to_dict(),
+                                       "normalization_source": source,
+                                       "inference": options.to_dict()})
+    return scores, out_dir
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fcn_tf.evaluate",
+                                     description=__doc__.split("\n\n")[1])
+    parser.add_argument("config", help="the run config (e.g. RUN/config.json)")
+    parser.add_argument("--checkpoint", required=True, help="a .keras file or a run folder")
+    parser.add_argument("--split", help="split to score (default: the config's eval.split)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value")
+    parser.add_argument("--scales", type=float, nargs="+", help="test-time scales, e.g. 0.75 1 1.25")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="average the horizontally flipped prediction")
+    parser.add_argument("--window", nargs="+", metavar="SIZE",
+                        help="sliding windows: H W, one size, 'crop' (the training crop) or 'none'")
+    parser.add_argument("--overlap", type=float, help="sliding-window overlap fraction")
+    parser.add_argument("--out", help="report folder (default: RUN/eval-SPLIT)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from fcn_tf.config import ConfigError
+    from fcn_tf.config.run_config import load_config
+    from fcn_tf.data import DatasetError
+    from fcn_tf.evaluation import format_scores
+
+    try:
+        config = load_config(args.config, args.overrides)
+        split = args.split or config.eval.split
+        scores, out_dir = evaluate_checkpoint(
+            config, args.checkpoint, split, scales=args.scales, flip=args.flip,
+            window=parse_window(args.window, config), overlap=args.overlap, out_dir=args.out,
+            verbose=0 if args.quiet else 1)
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as error:
+        if os.environ.get("FCN_TF_DEBUG"):
+            raise
+        print(f"error: {error}\n(set FCN_TF_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+    print(f"\n{split}:\n{format_scores(scores)}\n\nWrote {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
