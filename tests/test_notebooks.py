@@ -8,6 +8,7 @@ Any cell error fails the test; so does a notebook slower than its budget.
 
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 import time
@@ -17,8 +18,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-# The issue asks for under 2 minutes per notebook on 2 CPU cores.
-NOTEBOOK_BUDGET_S = 120
+# Under 2 minutes per notebook on 2 otherwise idle CPU cores (CI). A shared,
+# busy machine may raise it with FCN_TF_NOTEBOOK_BUDGET_S.
+NOTEBOOK_BUDGET_S = float(os.environ.get("FCN_TF_NOTEBOOK_BUDGET_S", 120))
 CELL_TIMEOUT_S = 300
 KERNEL_NAME = "fcn-tf-test-python3"
 
