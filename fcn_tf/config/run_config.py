@@ -30,6 +30,12 @@ class ModelConfig:
     )
 
 
+# Class weights computed from the training masks: median frequency (Eigen &
+# Fergus, 2015) and its square root, a softer weighting that pulls fewer
+# boundary pixels into the rare classes.
+CLASS_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
+
+
 @dataclasses.dataclass
 class LossTerm:
     name: str = _f(
@@ -44,15 +50,16 @@ class LossTerm:
 class LossConfig:
     terms: list[LossTerm] = _f(factory=lambda: [LossTerm()], help="weighted sum of losses")
     class_weights: str | list[float] | None = _f(
-        help="null, \"median_frequency\" or one weight per class"
+        help="null, \"median_frequency\", \"median_frequency_sqrt\" or one weight per class"
     )
     focal_gamma: float = _f(2.0, min=0.0, help="focal loss focusing parameter")
 
     def __post_init__(self):
-        if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
+        if isinstance(self.class_weights, str) and self.class_weights not in CLASS_WEIGHTINGS:
             raise ConfigError(
-                "train.loss.class_weights: expected null, \"median_frequency\" or a "
-                f"list of numbers, received {self.class_weights!r}."
+                "train.loss.class_weights: expected null, \"median_frequency\", "
+                "\"median_frequency_sqrt\" or a list of numbers, received "
+                f"{self.class_weights!r}."
             )
         if not self.terms:
             raise ConfigError("train.loss.terms: expected at least one loss term.")

@@ -152,11 +152,14 @@ def class_weights(config):
     spec = config.train.loss.class_weights
     if spec is None:
         return None
-    if spec == "median_frequency":
+    if isinstance(spec, str):
         from fcn_tf.data import class_pixel_frequencies, median_frequency_weights
 
         stats = class_pixel_frequencies(config.data, "train")
-        return [float(w) for w in median_frequency_weights(stats.counts, stats.image_pixels)]
+        weights = median_frequency_weights(stats.counts, stats.image_pixels)
+        if spec == "median_frequency_sqrt":
+            weights = weights**0.5
+        return [round(float(w), 6) for w in weights]
     if len(spec) != config.data.num_classes:
         raise ConfigError(
             f"train.loss.class_weights: expected {config.data.num_classes} values "

@@ -1,0 +1,103 @@
+"""Losses with the ignore label, class weights and schedules, against NumPy."""
+
+import numpy as np
+import pytest
+
+from fcn_tf.losses import (
+    BinaryCrossEntropy,
+    DiceLoss,
+    FocalLoss,
+    SegmentationCrossEntropy,
+    WeightedSum,
+    build_loss,
+)
+from fcn_tf.schedules import WarmupSchedule
+
+RNG = np.random.default_rng(0)
+LABELS = np.array([[[0, 1, 2], [255, 1, 0]]])  # one ignored pixel
+LOGITS = RNG.normal(size=(1, 2, 3, 3)).astype("float32")
+
+
+def _ce(labels, logits):
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    safe = np.where(labels == 255, 0, labels)
+    return -np.take_along_axis(log_p, safe[..., None], -1)[..., 0]
+
+
+def test_cross_entropy_skips_ignored_pixels():
+    valid = LABELS != 255
+    expected = _ce(LABELS, LOGITS)[valid].mean()
+    assert float(SegmentationCrossEntropy()(LABELS, LOGITS)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_cross_entropy_class_weights_are_a_weighted_mean():
+    weights = np.array([0.5, 2.0, 1.0])
+    valid = LABELS != 255
+    w = weights[np.where(valid, LABELS, 0)] * valid
+    expected = (w * _ce(LABELS, LOGITS)).sum() / w.sum()
+    loss = SegmentationCrossEntropy(class_weights=list(weights))
+    assert float(loss(LABELS, LOGITS)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_focal_with_gamma_zero_is_cross_entropy_and_smaller_otherwise():
+    ce = float(SegmentationCrossEntropy()(LABELS, LOGITS))
+    assert float(FocalLoss(gamma=0.0)(LABELS, LOGITS)) == pytest.approx(ce, rel=1e-5)
+    assert float(FocalLoss(gamma=2.0)(LABELS, LOGITS)) < ce
+
+
+def test_binary_cross_entropy_of_one_logit():
+    labels = np.array([[[0, 1], [255, 1]]])
+    logits = np.array([[[[2.0], [-1.0]], [[5.0], [0.5]]]], "float32")
+    z, t = logits[..., 0], labels
+    per_pixel = np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0) - z * np.where(t == 255, 0, t)
+    expected = per_pixel[t != 255].mean()
+    assert float(BinaryCrossEntropy()(labels, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_dice_is_near_zero_for_a_perfect_prediction_and_ignores_pixels():
+    labels = np.array([[[0, 1], [1, 255]]])
+    perfect = np.where(labels[..., None] == np.arange(2), 20.0, -20.0).astype("float32")
+    perfect[0, 1, 1] = [-20.0, 20.0]  # wrong, but ignored
+    assert float(DiceLoss(smooth=1e-6)(labels, perfect)) == pytest.approx(0.0, abs=1e-4)
+    wrong = -perfect
+    assert float(DiceLoss(smooth=1e-6)(labels, wrong)) > 0.9
+
+
+def test_weighted_sum_and_builder():
+    loss = build_loss([("cross_entropy", 1.0), ("dice", 0.5)], ignore_label=255)
+    assert isinstance(loss, WeightedSum)
+    expected = float(SegmentationCrossEntropy()(LABELS, LOGITS)) + 0.5 * float(DiceLoss()(LABELS, LOGITS))
+    assert float(loss(LABELS, LOGITS)) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match=r"Unknown loss 'dise'.*Did you mean 'dice'"):
+        build_loss([("dise", 1.0)], ignore_label=255)
+
+
+@pytest.mark.parametrize(
+    "kind,options,step,expected",
+    [
+        ("constant", {}, 70, 0.1),
+        ("poly", {"power": 1.0}, 50, 0.05),
+        ("poly", {"power": 0.9, "min_learning_rate": 0.01}, 100, 0.01),
+        ("cosine", {}, 50, 0.05),
+        ("step", {"boundaries": [30, 60], "gamma": 0.1}, 45, 0.01),
+        ("step", {"boundaries": [30, 60], "gamma": 0.1}, 60, 0.001),
+        ("poly", {"warmup_steps": 10, "power": 1.0}, 4, 0.05),  # (4 + 1) / 10 of 0.1
+        ("poly", {"warmup_steps": 10, "power": 1.0}, 55, 0.05),  # half of the decay
+    ],
+)
+def test_schedules(kind, options, step, expected):
+    schedule = WarmupSchedule(0.1, total_steps=100, kind=kind, **options)
+    assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_median_frequency_sqrt_weights(tmp_path):
+    from fcn_tf.config.run_config import parse_config
+    from fcn_tf.training.setup import class_weights
+    from train_fixtures import write_tiny_dataset
+
+    root = write_tiny_dataset(str(tmp_path / "data"))
+    base = {"data": {"format": "camvid", "root": root, "num_classes": 3}}
+    full = class_weights(parse_config({**base, "train": {"loss": {"class_weights": "median_frequency"}}}))
+    soft = class_weights(parse_config({**base, "train": {"loss": {"class_weights": "median_frequency_sqrt"}}}))
+    np.testing.assert_allclose(soft, np.sqrt(full), rtol=1e-5)
+    assert full[0] < 1.0 < full[1]  # background is the most frequent class
