@@ -64,6 +64,9 @@ def _serving_module(model, preprocessing, channels):
         return {"class_ids": tf.argmax(logits, axis=-1, output_type=tf.int32),
                 "probabilities": tf.nn.softmax(logits, axis=-1)}
 
+    # One traced function holds the network; every signature calls it, so the
+    # model is traced (and stored in the graph) once.
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)])
     def logits_of_pixels(pixels):
         return tf.cast(model((pixels - mean) / std, training=False), tf.float32)
 

@@ -1,0 +1,353 @@
+"""Export: save every architecture, reload it in a fresh process, compare with Keras.
+
+In the style of TF Model Garden's ``serving/semantic_segmentation_test.py``:
+the module fixture exports every tiny model of ``tests/model_cases.py`` (plus
+a grayscale and a one-logit binary U-Net) with a TFLite model, computes the
+in-memory Keras outputs at two input sizes, then runs ONE subprocess that
+reloads every SavedModel with ``tf.saved_model.load``, calls both signatures,
+runs every TFLite model, probes the error paths and prints JSON.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fcn_tf
+from fcn_tf.export import (
+    METADATA_FILE,
+    SIGNATURE_BYTES,
+    SIGNATURE_IMAGES,
+    TFLITE_FILE,
+    export_model,
+)
+from model_cases import CASES
+
+SIZES = [(32, 48), (45, 37)]
+TFLITE_SIZE = SIZES[0]
+NUM_CLASSES = 3
+EXTRA_CASES = [
+    ("unet-gray", "unet", None, {"base_filters": 4, "depth": 3, "input_channels": 1}, 3),
+    ("unet-binary", "unet", None, {"base_filters": 4, "depth": 3}, 1),
+]
+ALL_CASES = [(f"{n}-{b}", n, b, o, NUM_CLASSES) for n, b, o in CASES] + EXTRA_CASES
+IDS = [case[0] for case in ALL_CASES]
+# TFLite conversion costs 3-20 s per model: one per model family in the
+# default run, the others in test_tflite_float32_for_the_other_cases (slow).
+TFLITE_CASES = ["unet-unet_encoder", "fcn8s-vgg16", "deeplabv3plus-mobilenet_v2", "unet-gray"]
+
+RELOAD_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    import tensorflow as tf
+
+    root = sys.argv[1]
+    cases = json.load(open(os.path.join(root, "cases.json")))
+    results = {}
+
+    def error_of(call):
+        try:
+            call()
+        except Exception as error:  # reported, never raised: the process must survive
+            return {"type": type(error).__name__, "message": str(error)[-600:]}
+        return None
+
+    for case in cases:
+        folder = os.path.join(root, case)
+        data = np.load(os.path.join(folder, "reference.npz"))
+        loaded = tf.saved_model.load(os.path.join(folder, "export"))
+        images_sig = loaded.signatures["serving_default"]
+        bytes_sig = loaded.signatures["serving_bytes"]
+        out = {"signatures": sorted(loaded.signatures.keys())}
+        from tensorflow.python.tools import saved_model_utils  # what saved_model_cli shows
+        meta = saved_model_utils.get_meta_graph_def(os.path.join(folder, "export"), "serve")
+        out["cli_signatures"] = {k: {"inputs": {n: [tf.dtypes.as_dtype(t.dtype).name,
+                                                   [d.size for d in t.tensor_shape.dim]]
+                                               for n, t in v.inputs.items()},
+                                     "outputs": sorted(v.outputs)}
+                                 for k, v in meta.signature_def.items() if k.startswith("serving")}
+        for i in range(2):
+            images = data[f"images{i}"]
+            got = images_sig(images=tf.constant(images))
+            encoded = [tf.io.encode_png(image).numpy() for image in images]
+            got_bytes = bytes_sig(image_bytes=tf.constant(encoded))
+            out[f"size{i}"] = {
+                "probabilities_max_abs": float(np.abs(got["probabilities"].numpy()
+                                                      - data[f"probabilities{i}"]).max()),
+                "class_ids_equal": bool(np.array_equal(got["class_ids"].numpy(),
+                                                       data[f"class_ids{i}"])),
+                "class_ids_dtype": got["class_ids"].dtype.name,
+                "shapes": [list(got["class_ids"].shape), list(got["probabilities"].shape)],
+                "bytes_probabilities_max_abs": float(np.abs(
+                    got_bytes["probabilities"].numpy() - data[f"probabilities{i}"]).max()),
+                "bytes_class_ids_equal": bool(np.array_equal(got_bytes["class_ids"].numpy(),
+                                                             data[f"class_ids{i}"])),
+            }
+        results[case] = out
+        if not os.path.exists(os.path.join(folder, "export", "model.tflite")):
+            continue
+        interpreter = tf.lite.Interpreter(os.path.join(folder, "export", "model.tflite"))
+        runner = interpreter.get_signature_runner()
+        lite = runner(images=data["tflite_images"])
+        margin = data["tflite_margin"]
+        out["tflite"] = {
+            "probabilities_max_abs": float(np.abs(lite["probabilities"]
+                                                  - data["tflite_probabilities"]).max()),
+            "class_ids_dtype": lite["class_ids"].dtype.name,
+            "class_ids_equal_where_margin_gt_1e-4": bool(np.array_equal(
+                lite["class_ids"][margin > 1e-4], data["tflite_class_ids"][margin > 1e-4])),
+            "input": [[int(v) for v in d["shape"]] + [np.dtype(d["dtype"]).name]
+                      for d in interpreter.get_input_details()],
+        }
+        if case == cases[0]:
+            png = tf.io.encode_png(data["images0"][0]).numpy()
+            other = tf.io.encode_png(data["images1"][0]).numpy()
+            out["errors"] = {
+                "float_images": error_of(lambda: images_sig(images=tf.zeros([1, 8, 8, 3]))),
+                "rank3_images": error_of(lambda: images_sig(images=tf.zeros([8, 8, 3], tf.uint8))),
+                "four_channels": error_of(
+                    lambda: images_sig(images=tf.zeros([1, 8, 8, 4], tf.uint8))),
+                "garbage_bytes": error_of(
+                    lambda: bytes_sig(image_bytes=tf.constant([png, b"not an image"]))),
+                "mixed_sizes": error_of(lambda: bytes_sig(image_bytes=tf.constant([png, other]))),
+                "empty_batch": error_of(
+                    lambda: bytes_sig(image_bytes=tf.constant([], tf.string))),
+            }
+            # Still alive and working after every error:
+            out["after_errors_ok"] = bool(np.array_equal(
+                images_sig(images=tf.constant(data["images0"]))["class_ids"].numpy(),
+                data["class_ids0"]))
+    print("RESULTS" + json.dumps(results))
+""")
+
+
+def _randomise_zero_kernels(model, seed):
+    """FCN score layers start at zero (constant logits); give them values to compare."""
+    rng = np.random.default_rng(seed)
+    for weight in model.trainable_weights:
+        value = weight.numpy()
+        if value.ndim > 1 and not value.any():
+            weight.assign(rng.normal(0.0, 0.05, value.shape).astype(value.dtype))
+
+
+def _reference(model, images, mean, std, channels):
+    from fcn_tf.inference import logits_to_classes, logits_to_probabilities
+
+    pixels = images.astype(np.float32)
+    if channels == 1:
+        pixels = np.round(pixels @ np.float32([0.299, 0.587, 0.114]))[..., None]
+    logits = np.asarray(model((pixels - mean) / std, training=False))
+    return logits_to_probabilities(logits), logits_to_classes(logits)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    info = {}
+    for index, (case, name, backbone, options, classes) in enumerate(ALL_CASES):
+        folder = root / case
+        folder.mkdir()
+        model = fcn_tf.build_model(name, classes, backbone, **options)
+        _randomise_zero_kernels(model, index)
+        checkpoint = folder / "model.keras"
+        model.save(checkpoint)
+        result = export_model(str(checkpoint), str(folder / "export"),
+                              tflite=case in TFLITE_CASES, tflite_size=TFLITE_SIZE)
+        with open(folder / "export" / METADATA_FILE) as f:
+            metadata = json.load(f)
+        mean = np.float32(metadata["normalization"]["mean"])
+        std = np.float32(metadata["normalization"]["std"])
+        channels = int(model.input_shape[-1])
+        arrays = {}
+        for i, (h, w) in enumerate(SIZES):
+            images = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+            arrays[f"images{i}"] = images
+            arrays[f"probabilities{i}"], arrays[f"class_ids{i}"] = _reference(
+                model, images, mean, std, channels)
+        images = rng.integers(0, 256, (1, *TFLITE_SIZE, 3), dtype=np.uint8)
+        probabilities, class_ids = _reference(model, images, mean, std, channels)
+        top2 = np.sort(probabilities, -1)[..., -2:]
+        arrays.update(tflite_images=images, tflite_probabilities=probabilities,
+                      tflite_class_ids=class_ids, tflite_margin=top2[..., 1] - top2[..., 0])
+        np.savez(folder / "reference.npz", **arrays)
+        info[case] = {"result": result, "metadata": metadata}
+    (root / "cases.json").write_text(json.dumps(IDS))
+    script = root / "reload.py"
+    script.write_text(RELOAD_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), str(root)], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULTS")][-1]
+    results = json.loads(line[len("RESULTS"):])
+    report = {case: {"saved_model_bytes": info[case]["result"]["saved_model_bytes"],
+                     "tflite_bytes": info[case]["result"].get("tflite_bytes"),
+                     **{k: results[case].get(k) for k in ("size0", "size1", "tflite")}}
+              for case in IDS}
+    (root / "report.json").write_text(json.dumps(report, indent=1))
+    print("\nexport report:", root / "report.json")
+    return root, info, results
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_reloaded_signatures_match_the_keras_model_at_two_sizes(exported, case):
+    _, _, results = exported
+    out = results[case]
+    for i, (h, w) in enumerate(SIZES):
+        size = out[f"size{i}"]
+        assert size["shapes"][0] == [2, h, w]
+        assert size["shapes"][1] == [2, h, w, NUM_CLASSES if case != "unet-binary" else 2]
+        assert size["class_ids_dtype"] == "int32"
+        assert size["probabilities_max_abs"] <= 1e-5, size
+        assert size["class_ids_equal"], size
+        assert size["bytes_probabilities_max_abs"] <= 1e-5, size
+        assert size["bytes_class_ids_equal"], size
+
+
+@pytest.mark.parametrize("case", TFLITE_CASES)
+def test_tflite_float32_matches_the_keras_model(exported, case):
+    _, _, results = exported
+    lite = results[case]["tflite"]
+    assert lite["input"] == [[1, *TFLITE_SIZE, 3, "uint8"]]
+    assert lite["probabilities_max_abs"] <= 1e-4, lite
+    assert lite["class_ids_equal_where_margin_gt_1e-4"] and lite["class_ids_dtype"] == "int32"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in IDS if c not in TFLITE_CASES])
+def test_tflite_float32_for_the_other_cases(tmp_path, case):
+    import tensorflow as tf
+
+    _, name, backbone, options, classes = ALL_CASES[IDS.index(case)]
+    model = fcn_tf.build_model(name, classes, backbone, **options)
+    _randomise_zero_kernels(model, 0)
+    model.save(tmp_path / "m.keras")
+    export_model(str(tmp_path / "m.keras"), str(tmp_path / "out"), tflite=True,
+                 tflite_size=TFLITE_SIZE)
+    metadata = json.loads((tmp_path / "out" / METADATA_FILE).read_text())
+    images = np.random.default_rng(1).integers(0, 256, (1, *TFLITE_SIZE, 3), dtype=np.uint8)
+    expected, _ = _reference(model, images, np.float32(metadata["normalization"]["mean"]),
+                             np.float32(metadata["normalization"]["std"]),
+                             int(model.input_shape[-1]))
+    runner = tf.lite.Interpreter(str(tmp_path / "out" / TFLITE_FILE)).get_signature_runner()
+    got = runner(images=images)
+    assert np.abs(got["probabilities"] - expected).max() <= 1e-4
+
+
+def test_saved_model_lists_both_serving_signatures(exported):
+    _, _, results = exported
+    shown = results[IDS[0]]["cli_signatures"]
+    assert shown[SIGNATURE_IMAGES]["inputs"] == {"images": ["uint8", [-1, -1, -1, 3]]}
+    assert shown[SIGNATURE_BYTES]["inputs"] == {"image_bytes": ["string", [-1]]}
+    for name in (SIGNATURE_IMAGES, SIGNATURE_BYTES):
+        assert shown[name]["outputs"] == ["class_ids", "probabilities"]
+
+
+def test_signatures_reject_bad_inputs_with_clear_errors_and_the_process_survives(exported):
+    _, _, results = exported
+    errors = results[IDS[0]]["errors"]
+    assert errors["float_images"]["type"] == "InvalidArgumentError"
+    assert "expected to be a uint8 tensor but is a float" in errors["float_images"]["message"]
+    for key, shape in (("rank3_images", "[8,8,3]"), ("four_channels", "[1,8,8,4]")):
+        assert errors[key]["type"] == "InvalidArgumentError"
+        assert f"Shape of tensor images {shape} is not compatible with expected shape " \
+               "[?,?,?,3]" in errors[key]["message"]
+        assert "images_must_be_batch_height_width_3_uint8_rgb" in errors[key]["message"]
+    assert errors["garbage_bytes"]["type"] == "InvalidArgumentError"
+    assert "Unknown image file format" in errors["garbage_bytes"]["message"]
+    assert errors["mixed_sizes"]["type"] == "InvalidArgumentError"
+    assert "must have the same height and width" in errors["mixed_sizes"]["message"]
+    assert "empty batch" in errors["empty_batch"]["message"]
+    assert results[IDS[0]]["after_errors_ok"]
+
+
+def test_metadata_describes_classes_channels_and_normalisation(exported):
+    _, info, _ = exported
+    gray = info["unet-gray"]["metadata"]
+    assert gray["image_channels"] == 1 and "luma" in gray["grayscale_input"]
+    assert gray["normalization"] == {"mean": [0.0], "std": [255.0]}
+    fcn = info["fcn8s-vgg16"]["metadata"]
+    assert fcn["model_name"] == "fcn8s_vgg16" and fcn["backbone"] == "vgg16"
+    assert fcn["normalization"]["mean"] == pytest.approx([123.68, 116.779, 103.939])
+    assert len(fcn["class_names"]) == len(fcn["colors"]) == NUM_CLASSES
+    binary = info["unet-binary"]["metadata"]
+    assert binary["num_classes"] == 2 and binary["logit_channels"] == 1
+    assert info["unet-binary"]["metadata"]["tflite"] is None
+    assert fcn["tflite"]["input"] == f"uint8 [1, {TFLITE_SIZE[0]}, {TFLITE_SIZE[1]}, 3] RGB"
+
+
+def test_saved_model_stores_the_weights_once(exported):
+    _, info, _ = exported
+    for case, name, backbone, options, classes in ALL_CASES:
+        model = fcn_tf.build_model(name, classes, backbone, **options)
+        weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+        size = info[case]["result"]["saved_model_bytes"]
+        assert weight_bytes < size < 1.5 * weight_bytes + 600_000, (case, size, weight_bytes)
+
+
+def test_export_from_a_run_folder_uses_its_config_and_preprocessing(tmp_path):
+    from test_inference import make_run_folder
+
+    run_dir, config, _ = make_run_folder(tmp_path)
+    out = tmp_path / "exported"
+    export_model(str(run_dir / "best.keras"), str(out), overwrite=True,
+                 metadata_from_run=str(run_dir))
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert metadata["normalization"] == {"mean": [10.0] * 3, "std": [200.0] * 3}
+    assert metadata["class_names"] == config.data.class_names
+    assert metadata["training_config"]["model"]["name"] == "unet"
+    assert metadata["model_name"] == "unet" and metadata["tflite"] is None
+    assert "preprocessing.json" in metadata["normalization_source"]
+
+
+def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path, monkeypatch):
+    import fcn_tf.export as export
+
+    model = fcn_tf.build_model("unet", 2, base_filters=4, depth=2)
+    checkpoint = tmp_path / "m.keras"
+    model.save(checkpoint)
+    out = tmp_path / "models" / "seg" / "1"
+    out.mkdir(parents=True)
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="already exists. Pass --overwrite"):
+        export_model(str(checkpoint), str(out))
+    assert export.main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(export, "convert_tflite", broken)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export_model(str(checkpoint), str(out), overwrite=True, tflite=True)
+    assert os.listdir(out.parent) == ["1"] and os.listdir(out) == ["keep.txt"]  # untouched
+    fresh = tmp_path / "models" / "seg" / "2"
+    with pytest.raises(RuntimeError):
+        export_model(str(checkpoint), str(fresh), tflite=True)
+    assert not fresh.exists() and sorted(os.listdir(out.parent)) == ["1"]
+    monkeypatch.undo()
+    assert export.main(["--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
+    assert "saved_model.pb" in os.listdir(out) and "keep.txt" not in os.listdir(out)
+    assert sorted(os.listdir(out.parent)) == ["1"]
+
+
+@pytest.mark.parametrize("precision", ["float16", "int8"])
+def test_tflite_reduced_precision_options_run(tmp_path, precision):
+    import tensorflow as tf
+
+    model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
+    checkpoint = tmp_path / "m.keras"
+    model.save(checkpoint)
+    result = export_model(str(checkpoint), str(tmp_path / "out"), tflite=True,
+                          tflite_precision=precision, tflite_size=(32, 32))
+    interpreter = tf.lite.Interpreter(str(tmp_path / "out" / TFLITE_FILE))
+    images = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    got = interpreter.get_signature_runner()(images=images)
+    expected, _ = _reference(model, images, np.float32(0.0), np.float32(255.0), 3)
+    assert got["probabilities"].shape == (1, 32, 32, 3)
+    assert np.abs(got["probabilities"] - expected).max() < 0.05
+    assert result["tflite_bytes"] > 0
