@@ -3,7 +3,9 @@
 Each ``notebooks/*.ipynb`` is executed top to bottom with nbclient on a
 kernel started from the interpreter running the tests (``sys.executable``),
 in a temporary working directory, so a run writes nothing into the checkout.
-Any cell error fails the test; so does a notebook slower than its budget.
+Any cell error fails the test; so does a notebook slower than its budget, a
+cell that calls ``plt.show()`` without drawing a figure, or a file the run
+leaves in the checkout. The executed outputs are discarded.
 """
 
 import importlib.util
@@ -63,7 +65,9 @@ def kernel_spec_dir(tmp_path_factory):
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "fcn_tf tests",
         "language": "python",
-        "env": {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "agg"},
+        # Figures are rendered as in Jupyter, so the test can check that they appear.
+        "env": {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow",
+                "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return kernels
@@ -96,6 +100,10 @@ def test_notebook_runs(path, kernel_spec_dir, tmp_path, capsys):
         f"{path.name} took {seconds:.0f} s; notebooks must run in under "
         f"{NOTEBOOK_BUDGET_S} s on 2 CPU cores. Shorten its training or inputs."
     )
+    no_figure = [index for index, cell in enumerate(nb.cells)
+                 if cell.cell_type == "code" and "plt.show()" in cell.source
+                 and not any("image/png" in out.get("data", {}) for out in cell.outputs)]
+    assert not no_figure, f"{path.name}: cells {no_figure} call plt.show() but drew no figure"
     written = sorted(_checkout_entries() - before)
     assert not written, f"{path.name} wrote into the checkout: {written}"
 

@@ -19,6 +19,7 @@ import pathlib
 import tempfile
 
 import cv2
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -30,6 +31,11 @@ from fcn_tf.evaluation import format_scores
 from fcn_tf.inference import load_for_inference, logits_to_classes
 from fcn_tf.training.trainer import train
 from fcn_tf.visualize import colorize
+
+def inline_figures():
+    """fcn_tf's image writers (curves.png, predictions.png) switch matplotlib to Agg; switch back."""
+    matplotlib.use("module://matplotlib_inline.backend_inline")
+
 
 workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_train_"))
 EPOCHS = 8
@@ -71,6 +77,7 @@ assert config.train.epochs == EPOCHS and config.data.num_classes == 5
 
 # %%
 result = train(config, fresh=True, verbose=2)
+inline_figures()
 run_dir = pathlib.Path(result.run_dir)
 print(f"{result.epochs_completed} epochs in {result.seconds:.0f} s; best val mean IoU {result.best_metric:.3f}")
 print(sorted(os.listdir(run_dir)))
@@ -145,6 +152,7 @@ print("pixel agreement on these images:", float((predicted == masks).mean()))
 
 # %%
 scores, eval_dir = evaluate_checkpoint(config, str(run_dir), "val", verbose=0)
+inline_figures()
 print(format_scores(scores))
 print("report files:", sorted(os.listdir(eval_dir)))
 assert abs(scores["mean_iou"] - result.metrics["mean_iou"]) < 1e-6

@@ -29,6 +29,7 @@ import tempfile
 
 import cv2
 import keras
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
@@ -42,6 +43,11 @@ from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.training.trainer import train
 from fcn_tf.visualize import colorize
 
+def inline_figures():
+    """fcn_tf's image writers (curves.png, predictions.png) switch matplotlib to Agg; switch back."""
+    matplotlib.use("module://matplotlib_inline.backend_inline")
+
+
 workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_export_"))
 config_path = pathlib.Path(fcn_tf.__file__).resolve().parents[1] / "config.json"
 config = load_config(config_path, [
@@ -50,6 +56,7 @@ config = load_config(config_path, [
     "output.tensorboard=false", "output.sample_images=0", "export.enabled=false",
 ])
 result = train(config, fresh=True, verbose=0)
+inline_figures()
 run_dir = pathlib.Path(result.run_dir)
 print(f"trained {result.epochs_completed} short epochs: val mean IoU {result.metrics['mean_iou']:.3f}")
 

@@ -22,6 +22,7 @@ import sys
 import tempfile
 
 import cv2
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -30,6 +31,11 @@ from fcn_tf.data import (class_pixel_frequencies, format_report, load_data_confi
                          median_frequency_weights, verify)
 from fcn_tf.data.builtin import render_example
 from fcn_tf.training.trainer import train
+
+def inline_figures():
+    """fcn_tf's image writers (curves.png, predictions.png) switch matplotlib to Agg; switch back."""
+    matplotlib.use("module://matplotlib_inline.backend_inline")
+
 
 workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_own_data_"))
 print("working in", workdir)
@@ -171,6 +177,7 @@ plt.show()
 os.chdir(workdir)
 config = load_config(config_path, overrides=["train.epochs=4"])
 result = train(config, fresh=True, verbose=2)
+inline_figures()
 print(result.run_dir, "epochs:", result.epochs_completed, f"in {result.seconds:.0f} s")
 assert result.epochs_completed == 4
 assert pathlib.Path(result.run_dir).parent == workdir / "runs"
