@@ -154,8 +154,11 @@ def predict_paths(model, paths, out_dir, *, window=None, overlap=0.5, scales=(1.
         save_overlay(files[1], rgb, classes, model.info["class_names"], model.info["colors"])
         written += files + ([npy] if npy else [])
         if verbose:
-            how = (f"windows {options.window[0]}x{options.window[1]}" if options.window
-                   else "whole image")
+            how = "whole image"
+            if options.window:
+                win_h, win_w = (min(options.window[0], rgb.shape[0]),
+                                min(options.window[1], rgb.shape[1]))
+                how = f"windows {win_h}x{win_w}, overlap {options.overlap}"
             print(f"[{number}/{len(paths)}] {path} ({rgb.shape[1]}x{rgb.shape[0]}, {how}) "
                   f"-> {files[0]}", flush=True)
     return written
