@@ -172,6 +172,7 @@ print(f"sizes: SavedModel {info['saved_model_bytes'] / 2**20:.2f} MiB, TFLite {i
 assert lite_difference < 1e-3 and lite_agreement > 0.999
 
 # %%
+inline_figures()
 colors = metadata["colors"]
 fig, axes = plt.subplots(len(images), 4, figsize=(10, 2.5 * len(images)))
 for row in range(len(images)):
