@@ -110,7 +110,10 @@ def save_overlay(path, rgb, classes, class_names, colors, alpha=0.5):
 
     from fcn_tf.visualize import overlay
 
-    picture = overlay(rgb, classes, colors, alpha=alpha)
+    picture = np.empty_like(rgb)
+    for top in range(0, rgb.shape[0], 256):  # row blocks: no full-size float copies
+        rows = slice(top, top + 256)
+        picture[rows] = overlay(rgb[rows], classes[rows], colors, alpha=alpha)
     present = [int(c) for c in np.unique(classes) if c < len(class_names)]
     row = max(14, min(28, picture.shape[1] // 25))
     legend = np.full((row * len(present) + 4, picture.shape[1], 3), 255, np.uint8)
