@@ -5,12 +5,12 @@
 # circle, square, triangle, cross; 128x128 images, generated on first use):
 #
 # 1. read the default run config `config.json` (a small U-Net) and shorten it
-#    with overrides, exactly as `python -m fcn_tf.train config.json --set train.epochs=6`;
+#    with overrides, exactly as `python -m fcn_tf.train config.json --set train.epochs=8`;
 # 2. train, and plot the learning curves;
 # 3. predict on validation images and show them next to the ground truth;
 # 4. evaluate with the FCN paper's metrics (`python -m fcn_tf.evaluate`).
 #
-# The default config trains for 35 epochs; this notebook trains 6 so that it
+# The default config trains for 35 epochs; this notebook trains 8 so that it
 # runs in about a minute on 2 CPU cores, so expect a useful but unfinished model.
 
 # %%
@@ -19,7 +19,6 @@ import pathlib
 import tempfile
 
 import cv2
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -34,11 +33,11 @@ from fcn_tf.visualize import colorize
 
 def inline_figures():
     """fcn_tf's image writers (curves.png, predictions.png) switch matplotlib to Agg; switch back."""
-    matplotlib.use("module://matplotlib_inline.backend_inline")
+    get_ipython().run_line_magic("matplotlib", "inline")  # i.e. %matplotlib inline
 
 
 workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_train_"))
-EPOCHS = 6
+EPOCHS = 8
 
 # The repository's default config (next to the fcn_tf package in a checkout).
 config_path = pathlib.Path(fcn_tf.__file__).resolve().parents[1] / "config.json"
@@ -156,7 +155,7 @@ inline_figures()
 print(format_scores(scores))
 print("report files:", sorted(os.listdir(eval_dir)))
 assert abs(scores["mean_iou"] - result.metrics["mean_iou"]) < 1e-6
-assert scores["mean_iou"] > 0.25, "6 epochs should be well above always-background (about 0.17)"
+assert scores["mean_iou"] > 0.3, "8 epochs should be well above always-background (about 0.17)"
 
 plt.figure(figsize=(5, 5))
 plt.imshow(plt.imread(os.path.join(eval_dir, "confusion_matrix.png")))

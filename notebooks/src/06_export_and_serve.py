@@ -29,7 +29,6 @@ import tempfile
 
 import cv2
 import keras
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
@@ -45,7 +44,7 @@ from fcn_tf.visualize import colorize
 
 def inline_figures():
     """fcn_tf's image writers (curves.png, predictions.png) switch matplotlib to Agg; switch back."""
-    matplotlib.use("module://matplotlib_inline.backend_inline")
+    get_ipython().run_line_magic("matplotlib", "inline")  # i.e. %matplotlib inline
 
 
 workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_export_"))

@@ -22,7 +22,6 @@ import sys
 import tempfile
 
 import cv2
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -34,7 +33,7 @@ from fcn_tf.training.trainer import train
 
 def inline_figures():
     """fcn_tf's image writers (curves.png, predictions.png) switch matplotlib to Agg; switch back."""
-    matplotlib.use("module://matplotlib_inline.backend_inline")
+    get_ipython().run_line_magic("matplotlib", "inline")  # i.e. %matplotlib inline
 
 
 workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_own_data_"))
