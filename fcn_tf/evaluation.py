@@ -121,17 +121,15 @@ def format_scores(scores):
 
 def save_confusion_heatmap(path, confusion, class_names):
     """Save the row-normalised confusion matrix (each true class sums to 1) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fcn_tf.visualize import new_figure
 
     cm = np.asarray(confusion, np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     normalised = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     n = len(class_names)
     size = max(4.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = new_figure((size + 1, size))
+    ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), class_names, fontsize=8)
@@ -146,7 +144,6 @@ def save_confusion_heatmap(path, confusion, class_names):
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_evaluation(out_dir, scores, extra=None):

@@ -130,6 +130,26 @@ def export_saved_model(model, preprocessing, path, channels=None):
     return module
 
 
+def float32_copy(model):
+    """``model`` itself if every layer computes in float32, else a float32 copy.
+
+    TFLite has no bfloat16 kernels, so a model trained with a mixed policy
+    (``mixed_bfloat16``/``mixed_float16``; its variables are float32 anyway) is
+    rebuilt with float32 layers and given the same weights before conversion.
+    """
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def to_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=to_float32)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def convert_tflite(module, size, precision="float32"):
     """TFLite flatbuffer bytes of ``module``'s uint8 RGB path at a fixed ``[1, H, W, 3]``."""
     import tensorflow as tf
@@ -250,6 +270,10 @@ def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
         tflite_info = None
         if tflite:
             size = tuple(tflite_size or (config.data.crop_size if config else (256, 256)))
+            tflite_model = float32_copy(model)
+            if tflite_model is not model:
+                module = _serving_module(tflite_model, preprocessing.for_channels(channels),
+                                         channels)
             data = convert_tflite(module, size, tflite_precision)
             with open(os.path.join(tmp, TFLITE_FILE), "wb") as f:
                 f.write(data)

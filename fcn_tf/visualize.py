@@ -36,6 +36,20 @@ def predict_classes(model, images):
     return logits.argmax(-1).astype(np.int32)
 
 
+def new_figure(figsize):
+    """A matplotlib Figure on the Agg canvas, without pyplot.
+
+    Library code must not call ``matplotlib.use`` or touch pyplot's state: that
+    would switch the caller's backend (figures stop showing in Jupyter).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _legend(ax, class_names, colors):
     from matplotlib.patches import Patch
 
@@ -45,13 +59,9 @@ def _legend(ax, class_names, colors):
 
 def save_prediction_grid(path, images, masks, predictions, class_names, colors, ignore_label=255):
     """Save a grid of rows image | ground truth | prediction with a class legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = len(images)
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    fig = new_figure((9, 3 * rows))
+    axes = fig.subplots(rows, 3, squeeze=False)
     for row, (image, mask, pred) in enumerate(zip(images, masks, predictions)):
         panels = (image, colorize(mask, colors, ignore_label), colorize(pred, colors, ignore_label))
         for col, (panel, title) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
@@ -62,18 +72,13 @@ def save_prediction_grid(path, images, masks, predictions, class_names, colors, 
     _legend(axes[0, 2], class_names, colors)
     fig.tight_layout()
     fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
 
 
 def save_curves(path, history):
     """Plot loss and mean IoU (train and validation) per epoch from history rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = new_figure((10, 3.5))
+    axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("loss", "mean_iou")):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [row.get(prefix + key) for row in history]
@@ -85,4 +90,3 @@ def save_curves(path, history):
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)

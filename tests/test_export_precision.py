@@ -1,0 +1,52 @@
+"""Export of a model trained with a mixed-precision policy (the default config's)."""
+
+import numpy as np
+
+import fcn_tf
+import keras
+from fcn_tf.export import export_model, float32_copy
+
+
+def _bf16_unet():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        return fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_float32_copy_has_same_weights_and_float32_layers():
+    model = _bf16_unet()
+    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in model.layers)
+    copy = float32_copy(model)
+    assert all(layer.dtype_policy.name == "float32" for layer in copy.layers)
+    for a, b in zip(model.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).normal(size=(1, 16, 20, 3)).astype("float32")
+    # bf16 compute keeps about 3 significant digits.
+    np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), atol=0.05)
+    plain = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
+    assert float32_copy(plain) is plain
+
+
+def test_tflite_export_of_a_bfloat16_checkpoint_runs(tmp_path):
+    import tensorflow as tf
+
+    model = _bf16_unet()
+    path = tmp_path / "bf16.keras"
+    model.save(path)
+    result = export_model(str(path), str(tmp_path / "export"), tflite=True, tflite_size=(16, 20))
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "export" / "model.tflite"))
+    interpreter.allocate_tensors()
+    pixels = np.random.default_rng(1).integers(0, 256, size=(1, 16, 20, 3), dtype=np.uint8)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
+    interpreter.invoke()
+    outputs = {d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+    probabilities = next(v for v in outputs.values() if v.ndim == 4)
+    assert probabilities.shape == (1, 16, 20, 3)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-4)
+    # Same preprocessing the export used (no run folder: the U-Net default, [0, 1]).
+    expected = keras.ops.softmax(float32_copy(model)(pixels.astype("float32") / 255.0)).numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    assert result["tflite_bytes"] > 0
