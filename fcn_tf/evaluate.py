@@ -16,6 +16,8 @@ import argparse
 import os
 import sys
 
+from fcn_tf.utils.cli import report_error
+
 
 def parse_window(values, config):
     """``--window``: ``H W``, one size for both, ``crop`` (the training crop) or ``none``."""
@@ -101,10 +103,7 @@ def main(argv=None):
             window=parse_window(args.window, config), overlap=args.overlap, out_dir=args.out,
             verbose=0 if args.quiet else 1)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as error:
-        if os.environ.get("FCN_TF_DEBUG"):
-            raise
-        print(f"error: {error}\n(set FCN_TF_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
+        return report_error(error)
     print(f"\n{split}:\n{format_scores(scores)}\n\nWrote {out_dir}")
     return 0
 

@@ -36,6 +36,7 @@ import tempfile
 import numpy as np
 
 from fcn_tf.inference import METADATA_FILE, find_run_dir, read_run_config
+from fcn_tf.utils.cli import report_error
 
 TFLITE_FILE = "model.tflite"
 TFLITE_PRECISIONS = ("float32", "float16", "int8")
@@ -329,10 +330,7 @@ def main(argv=None):
                               tflite=args.tflite, tflite_precision=args.tflite_precision,
                               tflite_size=args.tflite_size, verbose=1)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
-        if os.environ.get("FCN_TF_DEBUG"):
-            raise
-        print(f"error: {error}\n(set FCN_TF_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
+        return report_error(error)
     print(f"SavedModel: {result['export_dir']} ({result['saved_model_bytes'] / 2**20:.2f} MiB)")
     if "tflite_bytes" in result:
         print(f"TFLite: {os.path.join(result['export_dir'], TFLITE_FILE)} "

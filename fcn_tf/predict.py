@@ -22,6 +22,8 @@ import sys
 
 import numpy as np
 
+from fcn_tf.utils.cli import report_error
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_WINDOW = (512, 512)
 DEFAULT_MAX_PIXELS = 1024 * 1024
@@ -199,10 +201,7 @@ def main(argv=None):
                       scales=args.scales, flip=args.flip, probabilities=args.probabilities,
                       max_pixels=args.max_pixels, window_batch=args.window_batch)
     except (FileNotFoundError, ValueError, OSError) as error:
-        if os.environ.get("FCN_TF_DEBUG"):
-            raise
-        print(f"error: {error}\n(set FCN_TF_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
+        return report_error(error)
     print(f"Wrote {len(paths)} predictions to {args.out}")
     return 0
 

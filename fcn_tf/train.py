@@ -6,8 +6,9 @@ overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made).
 """
 
 import argparse
-import os
 import sys
+
+from fcn_tf.utils.cli import report_error
 
 
 def main(argv=None):
@@ -30,10 +31,7 @@ def main(argv=None):
         config = load_config(args.config, args.overrides)
         result = train(config, fresh=args.fresh, verbose=0 if args.quiet else 1)
     except (ConfigError, DatasetError, TrainingDiverged, FileNotFoundError, ValueError) as error:
-        if os.environ.get("FCN_TF_DEBUG"):
-            raise
-        print(f"error: {error}\n(set FCN_TF_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
+        return report_error(error)
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f}"
     print(f"Run folder: {result.run_dir}\nBest {'val ' if config.train.validation_split else ''}"
           f"mean IoU: {best} after {result.epochs_completed} epochs ({result.seconds:.0f} s)")

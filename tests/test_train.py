@@ -8,7 +8,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from fcn_tf.train import main
 from train_fixtures import tiny_config, write_config

@@ -277,7 +277,7 @@ def format_report(report):
             p = report.splits[n].pixels
             total = p.counts.sum() + p.ignored
             ignored.append(100 * p.ignored / total if total else 0.0)
-        lines.append(f"  ignored (% of all pixels)   " + "".join(f"{v:9.2f}" for v in ignored))
+        lines.append("  ignored (% of all pixels)   " + "".join(f"{v:9.2f}" for v in ignored))
     lines.append("")
     if report.ok:
         lines.append("No problems found.")

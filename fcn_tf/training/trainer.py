@@ -15,7 +15,6 @@ import os
 import time
 
 import keras
-import numpy as np
 
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.training import setup
