@@ -36,6 +36,7 @@ import tempfile
 import numpy as np
 
 from fcn_tf.inference import METADATA_FILE, find_run_dir, read_run_config
+from fcn_tf.precision import PRECISIONS, with_precision
 from fcn_tf.utils.cli import report_error
 
 TFLITE_FILE = "model.tflite"
@@ -49,8 +50,13 @@ SHAPE_CHECK_IMAGES = "images_must_be_batch_height_width_3_uint8_rgb"
 SHAPE_CHECK_PIXELS = "pixels_must_be_batch_height_width_channels_float32"
 
 
-def _serving_module(model, preprocessing, channels):
-    """A ``tf.Module`` holding the model (weights stored once) and its serving functions."""
+def _serving_module(model, preprocessing, channels, jit_compile=False):
+    """A ``tf.Module`` holding the model (weights stored once) and its serving functions.
+
+    ``jit_compile`` compiles the network with XLA: faster per call at a fixed
+    size, but every new input size is compiled again (seconds; see
+    docs/PERFORMANCE.md), so it is off unless the served sizes are few.
+    """
     import tensorflow as tf
 
     binary = int(model.output_shape[-1]) == 1
@@ -67,7 +73,8 @@ def _serving_module(model, preprocessing, channels):
 
     # One traced function holds the network; every signature calls it, so the
     # model is traced (and stored in the graph) once.
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
+                 jit_compile=jit_compile)
     def logits_of_pixels(pixels):
         return tf.cast(model((pixels - mean) / std, training=False), tf.float32)
 
@@ -119,12 +126,12 @@ def _serving_module(model, preprocessing, channels):
     return module
 
 
-def export_saved_model(model, preprocessing, path, channels=None):
+def export_saved_model(model, preprocessing, path, channels=None, jit_compile=False):
     """Save ``model`` with its serving signatures to ``path``; return the module."""
     import tensorflow as tf
 
     channels = channels or int(model.input_shape[-1])
-    module = _serving_module(model, preprocessing.for_channels(channels), channels)
+    module = _serving_module(model, preprocessing.for_channels(channels), channels, jit_compile)
     signatures = {SIGNATURE_IMAGES: module.serve_images.get_concrete_function(),
                   SIGNATURE_BYTES: module.serve_bytes.get_concrete_function()}
     tf.saved_model.save(module, path, signatures=signatures)
@@ -138,17 +145,7 @@ def float32_copy(model):
     (``mixed_bfloat16``/``mixed_float16``; its variables are float32 anyway) is
     rebuilt with float32 layers and given the same weights before conversion.
     """
-    import keras
-
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
-        return model
-
-    def to_float32(layer):
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
-
-    copy = keras.models.clone_model(model, clone_function=to_float32)
-    copy.set_weights(model.get_weights())
-    return copy
+    return with_precision(model, "float32")
 
 
 def convert_tflite(module, size, precision="float32"):
@@ -221,13 +218,19 @@ def build_metadata(model, preprocessing, checkpoint, run_dir=None, tflite=None):
     }
 
 
+def _model_precision(model):
+    """The dtype policy most of the model's layers compute in."""
+    names = [layer.dtype_policy.name for layer in model.layers]
+    return max(set(names), key=names.count)
+
+
 def _folder_size(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
                  metadata_from_run=None, tflite_precision="float32", tflite_size=None,
-                 verbose=0):
+                 precision=None, jit_compile=False, verbose=0):
     """Export a ``.keras`` checkpoint (or run folder) as a SavedModel in ``export_dir``.
 
     Args:
@@ -240,6 +243,12 @@ def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
         tflite_precision: ``float32``, ``float16`` or ``int8`` (dynamic range).
         tflite_size: ``(height, width)`` of the TFLite input; default the
             config's ``data.crop_size``, else 256 x 256.
+        precision: the SavedModel's compute precision, one of
+            :data:`fcn_tf.precision.PRECISIONS`; ``None`` keeps the
+            checkpoint's (its training ``precision``). ``mixed_bfloat16``
+            serves about 2x faster on CPUs with bf16 units.
+        jit_compile: compile the served network with XLA (recompiles for
+            every new input size; worth it only for a few fixed sizes).
 
     Returns:
         A dict with the export path, preprocessing source and file sizes.
@@ -257,6 +266,8 @@ def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
     checkpoint = resolve_checkpoint(checkpoint_path)
     run_dir = metadata_from_run or find_run_dir(checkpoint_path)
     model = keras.models.load_model(checkpoint, compile=False)
+    if precision is not None:
+        model = with_precision(model, precision)
     channels = int(model.input_shape[-1])
     config = read_run_config(run_dir) if run_dir else None
     preprocessing, source = resolve_preprocessing(run_dir or checkpoint_path, model, config,
@@ -267,7 +278,7 @@ def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(export_dir)}-")
     try:
-        module = export_saved_model(model, preprocessing, tmp, channels)
+        module = export_saved_model(model, preprocessing, tmp, channels, jit_compile)
         tflite_info = None
         if tflite:
             size = tuple(tflite_size or (config.data.crop_size if config else (256, 256)))
@@ -283,6 +294,8 @@ def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
                            "outputs": ["class_ids", "probabilities"]}
         metadata = build_metadata(model, preprocessing, checkpoint, run_dir, tflite_info)
         metadata["normalization_source"] = source
+        metadata["precision"] = _model_precision(model)
+        metadata["jit_compile"] = bool(jit_compile)
         with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2)
         _replace_folder(tmp, export_dir)
@@ -323,12 +336,19 @@ def main(argv=None):
                         help="TFLite weights: float32, float16 or dynamic-range int8")
     parser.add_argument("--tflite-size", type=int, nargs=2, metavar=("H", "W"),
                         help="fixed TFLite input size (default: the training crop)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="compute precision of the SavedModel (default: the checkpoint's); "
+                             "mixed_bfloat16 is about 2x faster on CPUs with bf16 units")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile with XLA: faster at a fixed size, but every new input "
+                             "size compiles again (see docs/PERFORMANCE.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     try:
         result = export_model(args.checkpoint, args.out, overwrite=args.overwrite,
                               tflite=args.tflite, tflite_precision=args.tflite_precision,
-                              tflite_size=args.tflite_size, verbose=1)
+                              tflite_size=args.tflite_size, precision=args.precision,
+                              jit_compile=args.jit_compile, verbose=1)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         return report_error(error)
     print(f"SavedModel: {result['export_dir']} ({result['saved_model_bytes'] / 2**20:.2f} MiB)")

@@ -50,3 +50,40 @@ def test_tflite_export_of_a_bfloat16_checkpoint_runs(tmp_path):
     expected = keras.ops.softmax(float32_copy(model)(pixels.astype("float32") / 255.0)).numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
     assert result["tflite_bytes"] > 0
+
+
+def test_export_in_bfloat16_from_a_float32_checkpoint(tmp_path):
+    import json
+
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
+    path = tmp_path / "f32.keras"
+    model.save(path)
+    export_model(str(path), str(tmp_path / "bf16"), precision="mixed_bfloat16")
+    metadata = json.loads((tmp_path / "bf16" / "metadata.json").read_text())
+    assert metadata["precision"] == "mixed_bfloat16"
+    assert metadata["jit_compile"] is False
+    serve = tf.saved_model.load(str(tmp_path / "bf16")).signatures["serving_default"]
+    pixels = np.random.default_rng(2).integers(0, 256, size=(1, 16, 20, 3), dtype=np.uint8)
+    probabilities = serve(images=tf.constant(pixels))["probabilities"].numpy()
+    expected = keras.ops.softmax(model(pixels.astype("float32") / 255.0)).numpy()
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities, expected, atol=0.02)
+
+
+def test_export_with_xla_records_it_and_serves(tmp_path):
+    import json
+
+    import tensorflow as tf
+
+    model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    export_model(str(path), str(tmp_path / "xla"), jit_compile=True)
+    assert json.loads((tmp_path / "xla" / "metadata.json").read_text())["jit_compile"] is True
+    serve = tf.saved_model.load(str(tmp_path / "xla")).signatures["serving_default"]
+    pixels = np.random.default_rng(3).integers(0, 256, size=(1, 16, 20, 3), dtype=np.uint8)
+    expected = keras.ops.argmax(model(pixels.astype("float32") / 255.0), -1).numpy()
+    np.testing.assert_array_equal(serve(images=tf.constant(pixels))["class_ids"].numpy(), expected)

@@ -1,0 +1,61 @@
+"""The benchmark's timing rules, its output file, and one small end-to-end run."""
+
+import json
+import os
+import subprocess
+import sys
+
+from fcn_tf.bench import output_path, time_calls
+from fcn_tf.utils.flops import flops_per_image
+
+
+def test_time_calls_separates_the_first_call_and_times_at_least_steps():
+    calls = []
+    timing = time_calls(lambda: calls.append(1), steps=4, warmup=3)
+    assert len(calls) == 3 + 4  # first + 2 more warm-up + 4 timed
+    assert len(timing.times) == 4
+    assert min(timing.times) <= timing.median <= max(timing.times)
+    assert timing.to_dict()["timed_calls"] == 4
+
+
+def test_time_calls_keeps_timing_until_min_seconds_within_the_cap():
+    timing = time_calls(lambda: None, steps=2, warmup=1, min_seconds=10.0, max_steps=7)
+    assert len(timing.times) == 7
+
+
+def test_output_path_never_overwrites(tmp_path):
+    path = tmp_path / "bench.json"
+    assert output_path(str(path)) == str(path)
+    path.write_text("{}")
+    other = output_path(str(path))
+    assert other != str(path) and other.endswith(".json") and not os.path.exists(other)
+
+
+def test_small_run_writes_every_section(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "fcn_tf.bench", "--models", "deeplabv3plus_mobilenet_v2",
+               "--sizes", "32", "--batches", "1", "--train-sizes", "32", "--train-batches", "2",
+               "--precisions", "float32", "--jit", "off", "--train-jit", "off",
+               "--steps", "2", "--warmup", "1", "--min-seconds", "0", "--matmul-sizes", "128",
+               "--serving-model", "deeplabv3plus_mobilenet_v2", "--serving-sizes", "32", "32",
+               "--serving-sizes", "48", "40", "--no-pipeline", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["matmul"]["float32"]["gflops"] > 0
+    assert report["machine"]["matmul"]["bfloat16"]["gflops"] > 0
+    (model,) = report["models"]
+    assert model["flops_per_image"]["32"] == flops_per_image("deeplabv3plus", 21, 32, 32,
+                                                             "mobilenet_v2")
+    kinds = sorted((e["kind"], e["size"], e["batch"]) for e in model["results"])
+    assert kinds == [("keras", 32, 1), ("savedmodel", 32, 1), ("train", 32, 2)]
+    for entry in model["results"]:
+        assert entry["images_per_s"] > 0 and entry["timed_calls"] >= 2
+        assert entry["min_s"] <= entry["median_s"] <= entry["max_s"]
+    train = next(e for e in model["results"] if e["kind"] == "train")
+    assert abs(train["gflops"] - 3 * model["flops_per_image"]["32"] * train["images_per_s"] / 1e9) < 1e-6
+    assert model["peak_memory_mib"]["training float32"] > 100
+    serving = report["serving"]
+    assert [r["size"] for r in serving["by_jit"]["on"]] == [[32, 32], [48, 40]]
+    assert len(serving["break_even_calls"]) == 2
+    assert "images/s" in result.stdout and "Serving deeplabv3plus_mobilenet_v2" in result.stdout
