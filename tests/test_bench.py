@@ -59,3 +59,20 @@ def test_small_run_writes_every_section(tmp_path):
     assert [r["size"] for r in serving["by_jit"]["on"]] == [[32, 32], [48, 40]]
     assert len(serving["break_even_calls"]) == 2
     assert "images/s" in result.stdout and "Serving deeplabv3plus_mobilenet_v2" in result.stdout
+
+
+def test_agreement_of_a_trained_run_counts_every_validation_pixel(tmp_path):
+    from fcn_tf.bench.measurements import bench_agreement
+    from fcn_tf.config.run_config import load_config
+    from fcn_tf.training.trainer import train
+    from train_fixtures import tiny_config, write_config
+
+    config = load_config(str(write_config(tmp_path, tiny_config(tmp_path, train={"epochs": 1}))))
+    run = train(config, verbose=0).run_dir
+    result = bench_agreement(str(run), args=None)
+    assert result["split"] == "val"
+    assert result["pixels"] == 4 * 32 * 32  # the four 32x32 validation images, full resolution
+    assert 0 <= result["changed_pixels"] <= result["pixels"]
+    assert result["changed_fraction"] == result["changed_pixels"] / result["pixels"]
+    # bfloat16 keeps about 3 significant digits of small logits.
+    assert 0 < result["max_abs_logit_difference"] < 0.1
