@@ -1,12 +1,19 @@
-"""Computing a built model in another precision, with the same weights.
+"""Compute precision: choosing it for the hardware, and running a built model in another.
 
 ``mixed_bfloat16`` computes convolutions in bfloat16 with float32 variables:
 on CPUs with bf16 matrix units (AVX512-BF16, AMX) and on recent GPUs it is
-about twice as fast as float32 (see docs/PERFORMANCE.md). The ``logits``
-layer of every model stays float32, so outputs are float32 in any precision.
+about twice as fast as float32, but on a CPU without them (AVX2 only) TensorFlow
+emulates bfloat16 and a train step is about 8x *slower* (docs/PERFORMANCE.md).
+``auto`` picks the fast one for the machine it runs on. The ``logits`` layer
+of every model stays float32, so outputs are float32 in any precision.
 """
 
+import os
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+AUTO = "auto"
+# CPU flags (Linux /proc/cpuinfo) of bf16 matrix units that oneDNN uses.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # Layers kept float32 in every precision (the model's output; see models/common.py).
 FLOAT32_LAYERS = ("logits",)
 
@@ -16,6 +23,55 @@ def check_precision(precision, setting="precision"):
         raise ValueError(f"{setting}: expected one of {', '.join(PRECISIONS)}, "
                          f"received {precision!r}.")
     return precision
+
+
+def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
+    """The bf16 matrix-unit flags of this CPU (empty when it has none or is not Linux)."""
+    if not os.path.exists(cpuinfo):
+        return []
+    with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [flag for flag in BF16_CPU_FLAGS if flag in flags]
+    return []
+
+
+def _gpu_compute_capabilities():
+    import tensorflow as tf
+
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(tuple(details.get("compute_capability") or (0, 0)))
+    return capabilities
+
+
+def resolve_precision(precision, *, cpuinfo="/proc/cpuinfo", gpus=None):
+    """``(policy, reason)``: ``precision`` itself, or for ``"auto"`` the fast one here.
+
+    ``auto`` is ``mixed_bfloat16`` on GPUs of compute capability 8.0 or newer
+    and on CPUs with AVX512-BF16 or AMX, ``mixed_float16`` on GPUs of compute
+    capability 7.x (tensor cores without bfloat16), else ``float32``.
+    ``gpus`` (a list of compute capabilities) replaces the detected GPUs in tests.
+    """
+    if precision != AUTO:
+        return check_precision(precision), "as configured"
+    gpus = _gpu_compute_capabilities() if gpus is None else list(gpus)
+    if gpus:
+        oldest = min(gpus)
+        if oldest >= (8, 0):
+            return "mixed_bfloat16", f"GPU compute capability {oldest[0]}.{oldest[1]} has bf16"
+        if oldest >= (7, 0):
+            return "mixed_float16", (f"GPU compute capability {oldest[0]}.{oldest[1]} has fp16 "
+                                     "tensor cores, no bf16")
+        return "float32", (f"GPU compute capability {oldest[0]}.{oldest[1]}: no fast half "
+                           "precision")
+    flags = cpu_bf16_flags(cpuinfo)
+    if flags:
+        return "mixed_bfloat16", f"CPU has bf16 units ({', '.join(flags)})"
+    return "float32", ("CPU has no bf16 units (no avx512_bf16 or amx_bf16 flag): "
+                       "bfloat16 would be emulated, several times slower")
 
 
 def layer_precision(layer, precision):

@@ -58,7 +58,7 @@ def test_unknown_nested_key():
         ({"train": {"epochs": "ten"}}, None, r"train.epochs: expected an integer, received 'ten'"),
         ({"train": {"epochs": 0}}, None, r"train.epochs: must be >= 1, received 0"),
         ({"train": {"optimizer": "sdg"}}, None, r"train.optimizer: expected one of .*Did you mean 'sgd'"),
-        ({"train": {"jit_compile": "yes"}}, None, r"train.jit_compile: expected true or false"),
+        ({"train": {"jit_compile": "yes"}}, None, r"train.jit_compile: expected true or false or 'auto', received 'yes'"),
         ({"train": {"loss": {"class_weights": "inverse"}}}, None, r"class_weights: expected null"),
         ({"data": {"crop_size": [64]}}, None, r"data.crop_size: expected a list of 2 values"),
     ],

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fcn_tf
-from fcn_tf.precision import check_precision, with_precision
+from fcn_tf.precision import check_precision, resolve_precision, with_precision
 
 
 def test_bfloat16_copy_keeps_weights_names_and_float32_logits():
@@ -30,3 +30,40 @@ def test_bfloat16_copy_keeps_weights_names_and_float32_logits():
 def test_unknown_precision_lists_the_options():
     with pytest.raises(ValueError, match="expected one of float32, mixed_bfloat16"):
         check_precision("bf16")
+
+
+def _cpuinfo(tmp_path, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flags}\n\nprocessor\t: 1\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("avx512f avx512_bf16 avx512_vnni", "mixed_bfloat16"),
+    ("amx_bf16 amx_tile", "mixed_bfloat16"),
+    ("fma avx512f", "float32"),  # AVX-512 without bf16: emulated, slower
+    ("", "float32"),
+])
+def test_auto_precision_follows_the_cpu_bf16_units(tmp_path, flags, expected):
+    policy, reason = resolve_precision("auto", cpuinfo=_cpuinfo(tmp_path, flags), gpus=[])
+    assert policy == expected
+    assert reason.startswith("CPU has bf16 units") == (expected == "mixed_bfloat16")
+
+
+@pytest.mark.parametrize("gpus, expected", [
+    ([(9, 0)], "mixed_bfloat16"), ([(8, 0), (8, 6)], "mixed_bfloat16"),
+    ([(7, 5)], "mixed_float16"), ([(8, 0), (7, 0)], "mixed_float16"),  # the oldest decides
+    ([(6, 1)], "float32"),
+])
+def test_auto_precision_on_gpus_ignores_the_cpu(tmp_path, gpus, expected):
+    cpuinfo = _cpuinfo(tmp_path, "avx512_bf16")
+    assert resolve_precision("auto", cpuinfo=cpuinfo, gpus=gpus)[0] == expected
+
+
+def test_explicit_precision_is_kept_and_checked(tmp_path):
+    cpuinfo = _cpuinfo(tmp_path, "")
+    assert resolve_precision("mixed_bfloat16", cpuinfo=cpuinfo, gpus=[]) == (
+        "mixed_bfloat16", "as configured")
+    assert resolve_precision("auto", cpuinfo=str(tmp_path / "missing"), gpus=[])[0] == "float32"
+    with pytest.raises(ValueError, match="expected one of float32"):
+        resolve_precision("bfloat16", cpuinfo=cpuinfo, gpus=[])

@@ -34,7 +34,7 @@ def tiny_config(tmp_path, **sections):
         "model": {"name": "unet", "options": {"base_filters": 4, "depth": 2}},
         "data": {"format": "camvid", "root": data_root, "num_classes": 3, "crop_size": [32, 32],
                  "augment": {"enabled": False}, "deterministic": True},
-        "train": {"epochs": 2, "batch_size": 4, "learning_rate": 0.01},
+        "train": {"epochs": 2, "batch_size": 4, "learning_rate": 0.01, "jit_compile": False},
         "output": {"dir": str(tmp_path / "runs"), "name": "tiny", "tensorboard": False,
                    "sample_images": 2},
     }

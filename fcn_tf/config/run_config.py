@@ -10,6 +10,7 @@ same checks. The data section is :class:`fcn_tf.data.DataConfig`.
 import dataclasses
 import json
 import os
+import typing
 
 from fcn_tf.config.jsonc import load_jsonc
 from fcn_tf.config.schema import ConfigError, parse_section, to_dict
@@ -88,9 +89,12 @@ class TrainConfig:
     step_gamma: float = _f(0.1, min=0.0, help="step: factor")
     loss: LossConfig = _f(factory=LossConfig)
     precision: str = _f(
-        "float32", choices=("float32", "mixed_bfloat16", "mixed_float16"), help="dtype policy"
+        "float32", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        help="dtype policy; auto: mixed_bfloat16 where the hardware has bf16 units, else float32",
     )
-    jit_compile: bool = _f(False, help="compile train/eval steps with XLA")
+    jit_compile: bool | typing.Literal["auto"] = _f(
+        "auto", help="compile train/eval steps with XLA; auto: where a few timed steps are faster"
+    )
     distribute: str = _f(
         "none", choices=("none", "mirrored", "multi_worker"), help="tf.distribute strategy"
     )

@@ -31,7 +31,10 @@ def _type_name(tp):
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+        options = typing.get_args(tp)
+        return repr(options[0]) if len(options) == 1 else "one of " + ", ".join(map(repr, options))
+    if tp is bool:
+        return "true or false"
     if origin is not None:
         args = ", ".join(_type_name(a) for a in typing.get_args(tp))
         return f"{origin.__name__}[{args}]"

@@ -18,6 +18,7 @@ import keras
 
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.training import setup
+from fcn_tf.training.jit import choose_jit_compile
 from fcn_tf.training.multi_worker import patched_fit
 from fcn_tf.training.callbacks import (
     LearningRateLogger,
@@ -107,14 +108,20 @@ def _steps_per_epoch(config, train_count):
     return steps
 
 
-def _set_precision(precision):
-    keras.mixed_precision.set_global_policy(precision)
+def _set_precision(precision, verbose):
+    from fcn_tf.precision import resolve_precision
+
+    policy, reason = resolve_precision(precision)
+    keras.mixed_precision.set_global_policy(policy)
+    if verbose and precision != policy:
+        print(f"train.precision {precision}: {policy} ({reason})", flush=True)
+    return policy
 
 
-def _compile(model, config, optimizer, loss):
+def _compile(model, config, optimizer, loss, jit_compile):
     model.compile(
         optimizer=optimizer, loss=loss, metrics=setup.build_metrics(config),
-        jit_compile=config.train.jit_compile,
+        jit_compile=jit_compile,
     )
 
 
@@ -159,7 +166,7 @@ def train(config, *, fresh=False, verbose=1):
     print(f"{action}: run folder {run_dir}", flush=True)
 
     keras.utils.set_random_seed(config.train.seed)
-    _set_precision(config.train.precision)
+    precision = _set_precision(config.train.precision, verbose)
     info = dataset_info(config.data)
     steps = _steps_per_epoch(config, len(split_files(config.data, "train")))
     strategy = setup.build_strategy(config.train.distribute)
@@ -189,6 +196,15 @@ def train(config, *, fresh=False, verbose=1):
         ))
     monitor = "val_mean_iou" if val is not None else "mean_iou"
     run_state = RunState(run_dir, monitor=monitor, total_epochs=epochs)
+    run_state.state.setdefault("precision", precision)  # what "auto" became (kept on resume)
+    if "jit_compile" not in run_state.state:
+        with strategy.scope():
+            jit_compile, record = choose_jit_compile(
+                config, model, lambda: setup.build_optimizer(config, steps), loss)
+        run_state.state["jit_compile"] = record
+    jit_compile = run_state.state["jit_compile"]["jit_compile"]
+    if verbose and config.train.jit_compile == "auto":
+        print(f"train.jit_compile {run_state.state['jit_compile']['reason']}", flush=True)
     nan_stop = StopOnNaN()
     callbacks = [LearningRateLogger(), nan_stop, run_state, _HistoryFiles(run_dir, run_state)]
     if config.output.tensorboard:
@@ -209,7 +225,7 @@ def train(config, *, fresh=False, verbose=1):
         with strategy.scope():
             if freeze:
                 _set_backbone_trainable(model, config, backbone_trainable)
-            _compile(model, config, optimizer, loss)
+            _compile(model, config, optimizer, loss, jit_compile)
         data = _distributed(strategy, lambda ctx, a=first, b=last: epoch_datasets(
             config, a, b, steps, preprocessing, ctx))
         multi_worker = config.train.distribute == "multi_worker"
