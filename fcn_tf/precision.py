@@ -69,9 +69,9 @@ def resolve_precision(precision, *, cpuinfo="/proc/cpuinfo", gpus=None):
                            "precision")
     flags = cpu_bf16_flags(cpuinfo)
     if flags:
-        return "mixed_bfloat16", f"CPU has bf16 units ({', '.join(flags)})"
-    return "float32", ("CPU has no bf16 units (no avx512_bf16 or amx_bf16 flag): "
-                       "bfloat16 would be emulated, several times slower")
+        return "mixed_bfloat16", f"the CPU has bf16 units: {', '.join(flags)}"
+    return "float32", ("the CPU has neither avx512_bf16 nor amx_bf16, so bfloat16 would be "
+                       "emulated, several times slower")
 
 
 def layer_precision(layer, precision):

@@ -1,10 +1,12 @@
 """Every layout x mask encoding: file matching, batch shapes/dtypes, exact labels."""
 
+import os
+
 import numpy as np
 import pytest
 
 from data_fixtures import ENCODINGS, IGNORE, LAYOUTS, NUM_CLASSES, SIZE, make_dataset
-from fcn_tf.data import build_dataset, dataset_info, load_data_config, split_files
+from fcn_tf.data import DatasetError, build_dataset, dataset_info, load_data_config, split_files
 from fcn_tf.preprocessing import Preprocessing
 
 IDENTITY = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -96,3 +98,33 @@ def test_dataset_info_defaults(tmp_path):
     assert info.num_classes == 3 and info.ignore_label == 255 and len(info.colors) == 3
     assert info.class_names == ("class_0", "class_1", "class_2")
     assert info.to_dict()["colors"][0] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_split_stems_hold_out_part_of_a_folder(tmp_path, layout):
+    """``data.splits.X.stems`` keeps only the listed stems, in any layout."""
+    import json
+
+    path, written = make_dataset(tmp_path, layout, "ids", counts={"train": 6})
+    document = json.loads(open(path).read())
+    stems = [s for s, _, _ in written["train"]]
+    default = load_data_config(path)
+    from fcn_tf.data.formats import split_paths
+
+    base = split_paths(default, "train")
+    rel = {k: os.path.relpath(getattr(base, k), default.root) if getattr(base, k) else None
+           for k in ("images", "masks")}
+    document["data"]["splits"] = {"train": {**rel, "stems": stems[:4]},
+                                  "val": {**rel, "stems": stems[4:] + ["nowhere"]}}
+    with open(path, "w") as f:
+        json.dump(document, f)
+    config = load_data_config(path)
+
+    def names(pairs):
+        return [os.path.basename(image).split(".")[0] for image, _ in pairs]
+
+    assert names(split_files(config, "train")) == stems[:4]
+    # A listed stem with no file is a problem that names the stem and where it was listed.
+    with pytest.raises(DatasetError, match=r"nowhere.*data.splits.val.stems, missing"):
+        split_files(config, "val")
+    assert names(split_files(config, "val", strict=False)) == stems[4:]

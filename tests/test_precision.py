@@ -47,7 +47,7 @@ def _cpuinfo(tmp_path, flags):
 def test_auto_precision_follows_the_cpu_bf16_units(tmp_path, flags, expected):
     policy, reason = resolve_precision("auto", cpuinfo=_cpuinfo(tmp_path, flags), gpus=[])
     assert policy == expected
-    assert reason.startswith("CPU has bf16 units") == (expected == "mixed_bfloat16")
+    assert reason.startswith("the CPU has bf16 units") == (expected == "mixed_bfloat16")
 
 
 @pytest.mark.parametrize("gpus, expected", [

@@ -15,6 +15,7 @@ Example:
 
 import dataclasses
 import os
+import typing
 
 from fcn_tf.config import ConfigError, load_jsonc, parse_section
 from fcn_tf.config.schema import field as _field
@@ -43,6 +44,10 @@ class SplitConfig:
     images: str | None = _field(help="image folder (or the shared folder for single_folder)")
     masks: str | None = _field(help="mask folder")
     list: str | None = _field(help="list file of stems, one per line (voc formats)")
+    # typing.List: the field above shadows the builtin ``list`` in this class body.
+    stems: typing.List[str] | None = _field(  # noqa: UP006
+        help="only these file stems (any format), e.g. to hold out part of a folder as val"
+    )
 
 
 @dataclasses.dataclass

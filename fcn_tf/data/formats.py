@@ -98,7 +98,7 @@ def split_paths(config, split):
         value = getattr(given, name) or getattr(default, name)
         return os.path.normpath(os.path.join(root, value)) if value else None
 
-    return SplitConfig(resolve("images"), resolve("masks"), resolve("list"))
+    return SplitConfig(resolve("images"), resolve("masks"), resolve("list"), given.stems)
 
 
 def _require_dir(path, what, split):
@@ -145,15 +145,19 @@ def _find(folder, stem, extensions):
 
 
 def _list_voc(split, paths):
-    if not os.path.isfile(paths.list):
+    if paths.stems is None and not os.path.isfile(paths.list):
         raise DatasetError(
             f"Split {split!r}: list file {paths.list!r} does not exist. Give its "
-            f"path (relative to data.root) as data.splits.{split}.list."
+            f"path (relative to data.root) as data.splits.{split}.list, or the stems "
+            f"themselves as data.splits.{split}.stems."
         )
     _require_dir(paths.images, "image", split)
     _require_dir(paths.masks, "mask", split)
-    with open(paths.list) as f:
-        stems = [line.split()[0] for line in f if line.strip()]
+    if paths.stems is not None:
+        stems, source = paths.stems, f"data.splits.{split}.stems"
+    else:
+        with open(paths.list) as f:
+            stems, source = [line.split()[0] for line in f if line.strip()], paths.list
     listing = SplitListing(split, [])
     for stem in stems:
         stem = os.path.splitext(os.path.basename(stem))[0]
@@ -167,7 +171,7 @@ def _list_voc(split, paths):
             listing.masks_without_images.append(mask)
         else:
             listing.images_without_masks.append(
-                os.path.join(paths.images, stem + ".jpg") + f" (listed in {paths.list}, missing)"
+                os.path.join(paths.images, stem + ".jpg") + f" (listed in {source}, missing)"
             )
     return listing
 
@@ -183,11 +187,21 @@ def list_split(config, split):
         suffix = config.mask_suffix
         masks = {s[: -len(suffix)]: p for s, p in files.items() if s.endswith(suffix)}
         images = {s: p for s, p in files.items() if not s.endswith(suffix)}
+    else:
+        _require_dir(paths.masks, "mask", split)
+        images, dups = _by_stem(paths.images)
+        masks, mask_dups = _by_stem(paths.masks)
+        dups = dups + mask_dups
+    if paths.stems is None:
         return _match(split, images, masks, dups)
-    _require_dir(paths.masks, "mask", split)
-    images, dups = _by_stem(paths.images)
-    masks, mask_dups = _by_stem(paths.masks)
-    return _match(split, images, masks, dups + mask_dups)
+    # Only the listed stems; a listed stem with neither file is reported as missing.
+    wanted = set(paths.stems)
+    listing = _match(split, {s: p for s, p in images.items() if s in wanted},
+                     {s: p for s, p in masks.items() if s in wanted}, dups)
+    listing.images_without_masks += [
+        os.path.join(paths.images, stem) + f" (listed in data.splits.{split}.stems, missing)"
+        for stem in paths.stems if stem not in images and stem not in masks]
+    return listing
 
 
 def _names(paths, limit=10):
