@@ -113,7 +113,9 @@ def test_channel_order_bgr_model_on_rgb_equals_rgb_model_on_bgr(tmp_path):
     features_u = keras.Model(unconverted.input, unconverted.get_layer("pool5").output)
     rgb = np.random.default_rng(6).uniform(-100, 100, (1, 30, 34, 3)).astype("float32")
     np.testing.assert_allclose(
-        np.asarray(features_c(rgb)), np.asarray(features_u(rgb[..., ::-1])), rtol=1e-5, atol=1e-4
+        # The two sum the input channels in opposite orders: float32 rounding
+        # differs by up to about 1e-4 relative (seen with oneDNN on an AVX2 CPU).
+        np.asarray(features_c(rgb)), np.asarray(features_u(rgb[..., ::-1])), rtol=2e-4, atol=1e-4
     )
     assert not np.allclose(np.asarray(features_c(rgb)), np.asarray(features_u(rgb)))
 

@@ -74,7 +74,7 @@ def matmul_rates(args):
             matmul = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b)[0, :8],
                                                                     tf.float32)))
             timing = time_calls(lambda: matmul(a, b).numpy(), steps=args.steps, warmup=2,
-                                min_seconds=2.0)
+                                min_seconds=min(args.min_seconds, 2.0))
             best[n] = 2 * n**3 / timing.median / 1e9
         rates[dtype] = {"gflops": max(best.values()), "by_size": best}
     return rates

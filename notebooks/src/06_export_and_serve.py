@@ -51,6 +51,7 @@ workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_export_"))
 config_path = pathlib.Path(fcn_tf.__file__).resolve().parents[1] / "config.json"
 config = load_config(config_path, [
     "train.epochs=2", "train.steps_per_epoch=15", "train.precision=float32",
+    "train.jit_compile=false",
     f"data.root={workdir / 'builtin'}", f"output.dir={workdir / 'runs'}",
     "output.tensorboard=false", "output.sample_images=0", "export.enabled=false",
 ])

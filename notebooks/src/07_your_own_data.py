@@ -165,16 +165,18 @@ plt.show()
 # %% [markdown]
 # ## 5. Train
 #
-# `python -m fcn_tf.train my_config.json --set train.epochs=4` does the same as
-# the two lines below: the config asks for 30 epochs, the override cuts this
-# demonstration to 4. The run
+# `python -m fcn_tf.train my_config.json --set train.epochs=4 --set
+# train.jit_compile=false` does the same as the two lines below: the config
+# asks for 30 epochs, the overrides cut this demonstration to 4 and skip the
+# few timed steps with and without XLA that `jit_compile: auto` (the default)
+# spends before a real run. The run
 # folder holds the config, history.csv, curves.png, predictions.png,
 # metrics.json and best.keras; running the same command again resumes an
 # unfinished run.
 
 # %%
 os.chdir(workdir)
-config = load_config(config_path, overrides=["train.epochs=4"])
+config = load_config(config_path, overrides=["train.epochs=4", "train.jit_compile=false"])
 result = train(config, fresh=True, verbose=2)
 inline_figures()
 print(result.run_dir, "epochs:", result.epochs_completed, f"in {result.seconds:.0f} s")
