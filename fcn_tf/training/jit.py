@@ -37,7 +37,7 @@ def measure_train_step(model, optimizer_fn, loss, batch_shape, jit_compile, step
 
 
 def choose_jit_compile(config, model, optimizer_fn, loss):
-    """``(jit_compile, record)`` for ``config.train.jit_compile`` (``True``, ``False`` or ``"auto"``).
+    """``(jit_compile, record)`` for ``config.train.jit_compile`` (true, false or "auto").
 
     ``record`` is what goes into ``state.json``: the choice, why, and the
     measured step times when ``auto`` measured them.
