@@ -14,7 +14,6 @@ measured here, not asserted in a test.
 """
 
 import argparse
-import contextlib
 import json
 import pathlib
 import sys
@@ -83,32 +82,31 @@ def main(argv=None):
     if not paths:
         parser.error(f"no notebook in {HERE} starts with {args.prefixes}; "
                      f"choose from {[nb.name for nb in notebooks()]}")
-    status = 0
-    rows = []
-    with contextlib.ExitStack() as stack:
-        kernels = stack.enter_context(tempfile.TemporaryDirectory(prefix="fcn_tf_kernels_"))
+    rows = []  # (name, seconds or None when it failed, verdict)
+    with tempfile.TemporaryDirectory(prefix="fcn_tf_kernels_") as kernels:
         write_kernel_spec(kernels)
         for path in paths:
-            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fcn_tf_nb_"))
-            try:
-                _, seconds = execute(path, workdir, [kernels])
-            except nbclient.exceptions.CellExecutionError as error:
-                print(f"{path.name} failed:\n{error}", file=sys.stderr)
-                rows.append((path.name, float("nan"), "FAILED"))
-                status = 1
-                continue
+            # A fresh folder per notebook, removed as soon as it has run.
+            with tempfile.TemporaryDirectory(prefix="fcn_tf_nb_") as workdir:
+                try:
+                    _, seconds = execute(path, workdir, [kernels])
+                except nbclient.exceptions.CellExecutionError as error:
+                    print(f"{path.name} failed:\n{error}", file=sys.stderr)
+                    rows.append((path.name, None, "FAILED"))
+                    continue
             verdict = "ok" if seconds < BUDGET_S else f"over the {BUDGET_S:.0f} s budget"
-            if seconds >= BUDGET_S and status == 0:
-                status = 2
             rows.append((path.name, seconds, verdict))
             print(f"{path.name}: {seconds:.1f} s ({verdict})", flush=True)
     width = max(len(name) for name, _, _ in rows)
     print(f"\n{'notebook':<{width}}  seconds  (budget {BUDGET_S:.0f} s on 2 CPU cores)")
     for name, seconds, verdict in rows:
-        print(f"{name:<{width}}  {seconds:7.1f}  {verdict}")
-    total = sum(s for _, s, _ in rows if s == s)
-    print(f"{'total':<{width}}  {total:7.1f}")
-    return status
+        shown = "-" if seconds is None else f"{seconds:.1f}"
+        print(f"{name:<{width}}  {shown:>7}  {verdict}")
+    timed = [seconds for _, seconds, _ in rows if seconds is not None]
+    print(f"{'total':<{width}}  {sum(timed):7.1f}")
+    if len(timed) < len(rows):
+        return 1
+    return 2 if max(timed) >= BUDGET_S else 0
 
 
 if __name__ == "__main__":
