@@ -11,13 +11,15 @@
 # 3. predict on validation images and show them next to the ground truth;
 # 4. evaluate with the FCN paper's metrics (`python -m fcn_tf.evaluate`).
 #
-# The default config trains for several times longer (its `train.epochs` is
-# printed below) on 128x128 crops; this notebook trains 8 epochs of 24 steps
-# on 64x64 crops (a quarter of the pixels per step; the network is fully
-# convolutional, so it is still evaluated on the whole 128x128 images) and skips the XLA
-# timing of `train.jit_compile: auto`, so that it runs in under two minutes on
-# 2 CPU cores without bf16 units. Expect a useful but unfinished model
-# (validation mean IoU around 0.3, and it varies from run to run).
+# The default config trains a U-Net with 16 filters in its first level for
+# several times longer (its `train.epochs` is printed below) on 128x128 crops;
+# this notebook trains one with 8 filters (a quarter of the FLOPs) for 8 epochs
+# of 24 steps on 64x64 crops (a quarter of the pixels per step; the network is
+# fully convolutional, so it is still evaluated on the whole 128x128 images)
+# and skips the XLA timing of `train.jit_compile: auto`, so that it runs in
+# under two minutes on 2 CPU cores without bf16 units. Expect an unfinished
+# model: validation mean IoU between about 0.2 and 0.4 (it varies from run
+# to run), above the 0.17 of predicting background everywhere.
 
 # %%
 import os
@@ -55,11 +57,12 @@ print(config_path.read_text())
 #
 # `--set section.key=value` overrides are applied before validation, so they
 # get the same checks as the file. We send the generated dataset and the run
-# folder to a temporary directory, train on smaller crops without the XLA
-# timing, and switch off TensorBoard logs.
+# folder to a temporary directory, train a narrower U-Net on smaller crops
+# without the XLA timing, and switch off TensorBoard logs.
 
 # %%
 overrides = [
+    'model.options={"base_filters": 8, "depth": 4}',
     f"train.epochs={EPOCHS}",
     "train.steps_per_epoch=24",
     "data.crop_size=[64, 64]",
@@ -165,7 +168,14 @@ inline_figures()
 print(format_scores(scores))
 print("report files:", sorted(os.listdir(eval_dir)))
 assert abs(scores["mean_iou"] - result.metrics["mean_iou"]) < 1e-6
-assert scores["mean_iou"] > 0.22, "8 epochs should be above always-background (about 0.17)"
+
+# The same score for a model that predicts background everywhere, from the
+# validation masks: IoU of background = its pixel share, 0 for the shapes.
+val_masks = [cv2.imread(mask, cv2.IMREAD_UNCHANGED) for _, mask in split_files(config.data, "val")]
+background_share = float(np.mean([(m == 0).mean() for m in val_masks]))
+always_background = background_share / config.data.num_classes
+print(f"always-background mean IU: {always_background:.3f}; this model: {scores['mean_iou']:.3f}")
+assert scores["mean_iou"] > always_background + 0.01, "training should beat always-background"
 
 plt.figure(figsize=(5, 5))
 plt.imshow(plt.imread(os.path.join(eval_dir, "confusion_matrix.png")))
