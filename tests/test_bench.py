@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from fcn_tf.bench import output_path, time_calls
 from fcn_tf.utils.flops import flops_per_image
 
@@ -31,13 +33,23 @@ def test_output_path_never_overwrites(tmp_path):
     assert other != str(path) and other.endswith(".json") and not os.path.exists(other)
 
 
-def test_small_run_writes_every_section(tmp_path):
+# U-Net by default (its SavedModel exports in a few seconds); DeepLabV3+'s
+# exports take about 13 s each, so its end-to-end run is a slow test.
+END_TO_END = [
+    pytest.param("unet", ("unet", None), id="unet"),
+    pytest.param("deeplabv3plus_mobilenet_v2", ("deeplabv3plus", "mobilenet_v2"),
+                 id="deeplabv3plus_mobilenet_v2", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("key, registered", END_TO_END)
+def test_small_run_writes_every_section(tmp_path, key, registered):
     out = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "fcn_tf.bench", "--models", "deeplabv3plus_mobilenet_v2",
+    command = [sys.executable, "-m", "fcn_tf.bench", "--models", key,
                "--sizes", "32", "--batches", "1", "--train-sizes", "32", "--train-batches", "2",
                "--precisions", "float32", "--jit", "off", "--train-jit", "off",
                "--steps", "2", "--warmup", "1", "--min-seconds", "0", "--matmul-sizes", "128",
-               "--serving-model", "deeplabv3plus_mobilenet_v2", "--serving-sizes", "48", "40",
+               "--serving-model", key, "--serving-sizes", "48", "40",
                "--no-pipeline", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -45,8 +57,8 @@ def test_small_run_writes_every_section(tmp_path):
     assert report["machine"]["matmul"]["float32"]["gflops"] > 0
     assert report["machine"]["matmul"]["bfloat16"]["gflops"] > 0
     (model,) = report["models"]
-    assert model["flops_per_image"]["32"] == flops_per_image("deeplabv3plus", 21, 32, 32,
-                                                             "mobilenet_v2")
+    name, backbone = registered
+    assert model["flops_per_image"]["32"] == flops_per_image(name, 21, 32, 32, backbone)
     kinds = sorted((e["kind"], e["size"], e["batch"]) for e in model["results"])
     assert kinds == [("keras", 32, 1), ("savedmodel", 32, 1), ("train", 32, 2)]
     for entry in model["results"]:
@@ -59,7 +71,7 @@ def test_small_run_writes_every_section(tmp_path):
     assert [r["size"] for r in serving["by_jit"]["on"]] == [[48, 40]]
     assert [r["size"] for r in serving["by_jit"]["off"]] == [[48, 40]]
     assert len(serving["break_even_calls"]) == 1
-    assert "images/s" in result.stdout and "Serving deeplabv3plus_mobilenet_v2" in result.stdout
+    assert "images/s" in result.stdout and f"Serving {key}" in result.stdout
 
 
 def test_agreement_of_a_trained_run_counts_every_validation_pixel(tmp_path):
