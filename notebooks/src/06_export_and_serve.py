@@ -17,8 +17,8 @@
 # We train a narrow U-Net (8 filters in its first level) for a few steps (the
 # point here is the plumbing, not the accuracy), export it, reload it, call
 # both signatures and the TFLite model, and check every path against the
-# Keras model. The run trains in float32 so
-# that every path can be compared with the Keras model to float precision.
+# Keras model. The run trains in float32 so that every path can be compared
+# with the Keras model to float precision.
 # (TFLite has no bfloat16 kernels: for a checkpoint trained with the default
 # config's `mixed_bfloat16` policy the exporter converts a float32 copy.)
 
