@@ -15,10 +15,10 @@ def _config(tmp_path, **train):
     return load_config(str(write_config(tmp_path, tiny_config(tmp_path, train=train))))
 
 
-def _choose(config):
+def _choose(config, precision="float32"):
     model = build_model_from_config(config)
     return jit.choose_jit_compile(config, model, lambda: build_optimizer(config, 2),
-                                  build_loss_from_config(config))
+                                  build_loss_from_config(config), precision)
 
 
 @pytest.mark.parametrize("setting", [True, False])
@@ -58,6 +58,21 @@ def test_auto_really_times_train_steps_of_a_copy(tmp_path):
     assert 0 < seconds < 60
     after = model.get_weights()
     assert all((a == b).all() for a, b in zip(before, after)), "the model itself was trained"
+
+
+def test_auto_keeps_xla_off_for_bfloat16_on_a_cpu_without_measuring(tmp_path, monkeypatch):
+    config = _config(tmp_path, jit_compile="auto")
+    monkeypatch.setattr(jit, "_has_gpu", lambda: False)
+    monkeypatch.setattr(jit, "measure_train_step", lambda *a, **k: pytest.fail("measured"))
+    chosen, record = _choose(config, "mixed_bfloat16")
+    assert chosen is False and "not measured for mixed_bfloat16 on a CPU" in record["reason"]
+    assert "step_seconds" not in record
+    # With a GPU (or in float32) the same setting is measured.
+    monkeypatch.setattr(jit, "_has_gpu", lambda: True)
+    monkeypatch.setattr(jit, "measure_train_step", lambda *a, **k: {False: 1.0, True: 0.5}[a[4]])
+    assert _choose(config, "mixed_bfloat16")[0] is True
+    monkeypatch.setattr(jit, "_has_gpu", lambda: False)
+    assert _choose(config, "float32")[0] is True
 
 
 def test_auto_is_off_under_distribution(tmp_path, monkeypatch):

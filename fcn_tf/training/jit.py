@@ -7,7 +7,10 @@ bf16 units it made float32 training 6-15% slower and bfloat16 training 2x
 slower (docs/PERFORMANCE.md). So ``auto`` does not guess: before the first
 epoch it times a few train steps of a throw-away copy of the model, with and
 without XLA, on a batch of the training shape, and keeps XLA only when it is
-at least ``MARGIN`` faster. The copy has its own weights and optimizer, so
+at least ``MARGIN`` faster. The one case it does not time is bfloat16 training
+on a machine without a GPU: XLA was slower there for every model on every CPU
+measured (1.3-2x; it fails outright for DeepLabV3+), and the two compilations
+would cost about 15 s of the default run for nothing. The copy has its own weights and optimizer, so
 the run itself is untouched. The decision is stored in the run's
 ``state.json`` and reused when the run resumes.
 """
@@ -36,11 +39,18 @@ def measure_train_step(model, optimizer_fn, loss, batch_shape, jit_compile, step
     return min(times)
 
 
-def choose_jit_compile(config, model, optimizer_fn, loss):
+def _has_gpu():
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def choose_jit_compile(config, model, optimizer_fn, loss, precision="float32"):
     """``(jit_compile, record)`` for ``config.train.jit_compile`` (true, false or "auto").
 
     ``record`` is what goes into ``state.json``: the choice, why, and the
-    measured step times when ``auto`` measured them.
+    measured step times when ``auto`` measured them. ``precision`` is the
+    resolved Keras policy the run trains in.
     """
     setting = config.train.jit_compile
     if setting != "auto":
@@ -48,6 +58,9 @@ def choose_jit_compile(config, model, optimizer_fn, loss):
     if config.train.distribute != "none":
         return False, {"jit_compile": False, "reason": "auto: not measured under "
                        f"train.distribute {config.train.distribute!r}; XLA off"}
+    if precision == "mixed_bfloat16" and not _has_gpu():
+        return False, {"jit_compile": False, "reason": "auto: not measured for mixed_bfloat16 "
+                       "on a CPU, where XLA made every model's train step 1.3-2x slower; XLA off"}
     height, width = config.data.crop_size
     shape = (config.train.batch_size, height, width, config.data.image_channels)
     seconds = {"off": measure_train_step(model, optimizer_fn, loss, shape, False),

@@ -200,7 +200,7 @@ def train(config, *, fresh=False, verbose=1):
     if "jit_compile" not in run_state.state:
         with strategy.scope():
             jit_compile, record = choose_jit_compile(
-                config, model, lambda: setup.build_optimizer(config, steps), loss)
+                config, model, lambda: setup.build_optimizer(config, steps), loss, precision)
         run_state.state["jit_compile"] = record
     jit_compile = run_state.state["jit_compile"]["jit_compile"]
     if verbose and config.train.jit_compile == "auto":
