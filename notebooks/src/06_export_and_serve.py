@@ -51,7 +51,6 @@ def inline_figures():
 workdir = pathlib.Path(tempfile.mkdtemp(prefix="fcn_tf_export_"))
 config_path = pathlib.Path(fcn_tf.__file__).resolve().parents[1] / "config.json"
 config = load_config(config_path, [
-    'model.options={"base_filters": 8, "depth": 4}',
     "train.epochs=1", "train.steps_per_epoch=12", "train.precision=float32",
     "train.jit_compile=false",
     f"data.root={workdir / 'builtin'}", f"output.dir={workdir / 'runs'}",
