@@ -1,18 +1,19 @@
 """``train.jit_compile: "auto"``: XLA for training where it is measured faster.
 
 Whether XLA speeds up a train step depends on the machine and the network:
-on an AVX2-only CPU it made the small U-Net of ``config.json`` 1.5x faster
+on an AVX2-only CPU it made the 16-filter U-Net of an earlier ``config.json`` 1.5x faster
 and DeepLabV3+ MobileNetV2 2x slower (depthwise convolutions); on a CPU with
 bf16 units it made float32 training 6-15% slower and bfloat16 training 2x
 slower (docs/PERFORMANCE.md). So ``auto`` does not guess: before the first
 epoch it times a few train steps of a throw-away copy of the model, with and
 without XLA, on a batch of the training shape, and keeps XLA only when it is
-at least ``MARGIN`` faster. The one case it does not time is bfloat16 training
-on a machine without a GPU: XLA was slower there for every model on every CPU
-measured (1.3-2x; it fails outright for DeepLabV3+), and the two compilations
-would cost about 15 s of the default run for nothing. The copy has its own weights and optimizer, so
-the run itself is untouched. The decision is stored in the run's
-``state.json`` and reused when the run resumes.
+at least ``MARGIN`` faster. The copy has its own weights and optimizer, so
+the run itself is untouched. The one case it does not time is bfloat16
+training on a machine without a GPU: XLA was slower there for every model on
+every CPU measured (1.3-2x; it fails outright for DeepLabV3+), and the two
+compilations would cost about 15 s of the default run for nothing. The
+decision is stored in the run's ``state.json`` and reused when the run
+resumes.
 """
 
 import time
