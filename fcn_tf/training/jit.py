@@ -1,10 +1,10 @@
 """``train.jit_compile: "auto"``: XLA for training where it is measured faster.
 
 Whether XLA speeds up a train step depends on the machine and the network:
-on an AVX2-only CPU it made the 16-filter U-Net of an earlier ``config.json`` 1.5x faster
-and DeepLabV3+ MobileNetV2 2x slower (depthwise convolutions); on a CPU with
-bf16 units it made float32 training 6-15% slower and bfloat16 training 2x
-slower (docs/PERFORMANCE.md). So ``auto`` does not guess: before the first
+on an AVX2-only CPU it made the 16-filter U-Net of an earlier
+``config.json`` 1.5x faster and DeepLabV3+ MobileNetV2 2x slower (depthwise
+convolutions); on a CPU with bf16 units it made float32 training 6-15% slower
+and bfloat16 training 2x slower (docs/PERFORMANCE.md). So ``auto`` does not guess: before the first
 epoch it times a few train steps of a throw-away copy of the model, with and
 without XLA, on a batch of the training shape, and keeps XLA only when it is
 at least ``MARGIN`` faster. The copy has its own weights and optimizer, so

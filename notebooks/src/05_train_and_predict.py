@@ -17,9 +17,9 @@
 # 8 epochs of 24 steps on 64x64 crops (a quarter of the pixels per step; the
 # network is fully convolutional, so it is still evaluated on the whole
 # 128x128 images) and skips the XLA timing of `train.jit_compile: auto`, so
-# that it runs in under two minutes on 2 CPU cores without bf16 units. Expect an unfinished
-# model: validation mean IoU between about 0.2 and 0.4 (it varies from run
-# to run), above the 0.17 of predicting background everywhere.
+# that it runs in under two minutes on 2 CPU cores without bf16 units. Expect
+# an unfinished model: validation mean IoU between about 0.2 and 0.4 (it
+# varies from run to run), above the 0.17 of predicting background everywhere.
 
 # %%
 import os
