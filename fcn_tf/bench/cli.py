@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import tempfile
 import time
 
+from fcn_tf.bench.baseline import (comparison_worker, format_comparison, run_comparison,
+                                   torch_missing_message)
 from fcn_tf.bench.measurements import (JIT, MODELS, bench_agreement, bench_model, bench_pipeline,
                                        bench_serving_sizes)
 from fcn_tf.bench.report import format_report, output_path
@@ -26,6 +29,9 @@ def worker(task, args):
         return bench_serving_sizes(args)
     if task == "agreement":
         return bench_agreement(args.agreement, args)
+    if task.startswith("compare:"):
+        _, framework, precision = task.split(":")
+        return comparison_worker(framework, precision, args)
     return bench_model(task, args)
 
 
@@ -100,6 +106,15 @@ def parse_args(argv):
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="keep timing (up to 10 x --steps calls) until this much time")
     parser.add_argument("--out", default="bench.json", help="JSON results (never overwritten)")
+    parser.add_argument("--baseline", choices=["torch"],
+                        help="instead of the full benchmark, time the same networks in PyTorch "
+                             "and fcn_tf side by side (FCN-8s, U-Net, DeepLabV3+ MobileNetV2; "
+                             "needs the bench extra: pip install -e \".[bench]\")")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of --baseline (each framework once per round)")
+    parser.add_argument("--baseline-size", type=int,
+                        help="one square size for every --baseline row (default: each row's "
+                             "own, as in docs/PERFORMANCE.md)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -111,7 +126,7 @@ def parse_args(argv):
     args.serving_sizes = args.serving_sizes or [(224, 224), (240, 320), (360, 480), (512, 512)]
     for name, values in (("--steps", [args.steps]), ("--sizes", args.sizes),
                          ("--batches", args.batches), ("--train-sizes", args.train_sizes),
-                         ("--train-batches", args.train_batches)):
+                         ("--train-batches", args.train_batches), ("--rounds", [args.rounds])):
         if min(values) < 1:
             parser.error(f"{name}: expected positive integers, received {values}.")
     return args
@@ -125,6 +140,8 @@ def main(argv=None):
         with open(args.result_file, "w", encoding="utf-8") as f:
             json.dump(result, f)
         return 0
+    if args.baseline:
+        return compare(args, argv)
     from fcn_tf.data.bench import cpu_cores
 
     started = time.time()
@@ -163,3 +180,31 @@ def main(argv=None):
     return 1 if failed else 0
 
 
+
+
+def compare(args, argv):
+    """``--baseline torch``: the side-by-side table, printed and written as JSON."""
+    if importlib.util.find_spec("torch") is None:
+        print(f"error: {torch_missing_message()}", file=sys.stderr)
+        return 2
+    started = time.time()
+    report = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "argv": argv,
+              "cores": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
+    try:
+        report["comparison"] = run_comparison(args, run_worker, argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report["seconds"] = time.time() - started
+    comparison = report["comparison"]
+    text = format_comparison(comparison["table"], comparison["rounds"])
+    text += (f"\n\nThreads: " + ", ".join(f"{k} {v}" for k, v in comparison["threads"].items())
+             + f"; {report['cores']} cores; {report['seconds']:.0f} s in all")
+    for where, error in comparison["errors"].items():
+        text += f"\nfailed: {where}: {error}"
+    print(text)
+    path = output_path(args.out)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    print(f"\nWrote {path}")
+    return 1 if comparison["errors"] else 0
