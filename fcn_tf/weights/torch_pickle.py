@@ -1,0 +1,485 @@
+"""Read PyTorch ``.pth`` / ``.pt`` files without PyTorch and without running their code.
+
+``torch.save`` writes a pickle. Unpickling it with :mod:`pickle` as is would
+run any callable the file names (``os.system`` included), so this reader
+uses an unpickler whose :meth:`~RestrictedUnpickler.find_class` answers only
+the few globals a tensor or a plain container needs, each with a function of
+this module (nothing of ``torch`` is imported), and refuses every other
+global with a :class:`~fcn_tf.weights.WeightsError` naming the file and the
+global.
+
+Both file formats are read:
+
+- **zip** (PyTorch >= 1.6): ``<dir>/data.pkl`` holds the object; each tensor
+  storage is a persistent id ``('storage', StorageType, key, location,
+  numel)`` whose bytes are ``<dir>/data/<key>``; ``<dir>/byteorder`` says
+  ``little`` or ``big``.
+- **legacy** (before 1.6): a pickle of the magic number
+  ``0x1950a86a20f9469cfc6c``, one of the protocol version (1001), one of the
+  system information, then the object pickle (persistent ids
+  ``('storage', StorageType, key, location, numel, view_metadata)``), a
+  pickle of the storage keys, and then for each key in that order its
+  element count (8-byte little-endian) followed by its raw bytes.
+
+Tensors become NumPy arrays of the same shape, built from their storage with
+their offset and strides (views, transposes and slices sharing one storage
+each come out as their own contiguous copy). ``float32``, ``float64``,
+``float16`` and the integer and bool types keep their dtype; ``bfloat16``,
+which NumPy lacks, becomes ``float32`` (exact).
+
+Example:
+    >>> from fcn_tf.weights.torch_pickle import read_state_dict  # doctest: +SKIP
+    >>> state = read_state_dict("checkpoint.pth")  # doctest: +SKIP
+    >>> state["inc.double_conv.0.weight"].shape  # doctest: +SKIP
+    (64, 3, 3, 3)
+"""
+
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+from fcn_tf.weights import WeightsError
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+# The legacy file's first pickle: protocol 2, LONG1 of 10 bytes, the magic number.
+LEGACY_HEAD = b"\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
+
+# Storage class names torch writes, and the NumPy dtype of their elements
+# (little-endian; swapped for a file that says "big").
+STORAGE_DTYPES = {
+    "DoubleStorage": "f8",
+    "FloatStorage": "f4",
+    "HalfStorage": "f2",
+    "BFloat16Storage": "bf16",
+    "LongStorage": "i8",
+    "IntStorage": "i4",
+    "ShortStorage": "i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
+}
+
+# Where a training checkpoint keeps its state dict, most specific first.
+STATE_DICT_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model_state",
+    "model",
+    "net",
+    "network",
+    "module",
+    "weights",
+    "params",
+)
+
+
+class StorageType:
+    """What ``torch.FloatStorage`` & co. stand for here: a name and an element dtype."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = STORAGE_DTYPES[name]
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"unexpected state for storage type {self.name}")
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+class _Storage:
+    """One storage of the file: its key, element type and count; bytes once read."""
+
+    __slots__ = ("key", "type", "numel", "array")
+
+    def __init__(self, key, storage_type, numel):
+        self.key = key
+        self.type = storage_type
+        self.numel = numel
+        self.array = None
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("unexpected state for a storage")
+
+
+class _Tensor:
+    """A tensor to build once its storage's bytes are read (legacy files come after)."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage = storage
+        self.offset = offset
+        self.size = size
+        self.stride = stride
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("unexpected state for a tensor")
+
+
+def _int_tuple(value, what):
+    if not isinstance(value, (tuple, list)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise pickle.UnpicklingError(f"tensor {what} must be a tuple of ints, got {value!r}")
+    return tuple(value)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_):
+    """``torch._utils._rebuild_tensor(_v2)``: a tensor view of a storage."""
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError(f"tensor storage must come from the file, got {storage!r}")
+    size = _int_tuple(size, "size")
+    stride = _int_tuple(stride, "stride")
+    if not isinstance(storage_offset, int) or storage_offset < 0:
+        raise pickle.UnpicklingError(f"bad tensor storage offset {storage_offset!r}")
+    if len(size) != len(stride) or any(s < 0 for s in size + stride):
+        raise pickle.UnpicklingError(f"bad tensor size {size} / stride {stride}")
+    if all(size):
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage.numel:
+            raise pickle.UnpicklingError(
+                f"tensor of size {size}, stride {stride} at offset {storage_offset} "
+                f"reaches element {last} of a storage of {storage.numel}"
+            )
+    return _Tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, *_):
+    """``torch._utils._rebuild_parameter(_with_state)``: a Parameter is its tensor."""
+    if not isinstance(data, _Tensor):
+        raise pickle.UnpicklingError(f"a parameter must hold a tensor, got {data!r}")
+    return data
+
+
+def _ordered_dict(*args):
+    if args:
+        raise pickle.UnpicklingError("collections.OrderedDict called with arguments")
+    return collections.OrderedDict()
+
+
+def _size(*args):
+    """``torch.Size(sizes)``: a tuple."""
+    return tuple(*args)
+
+
+# The only globals a file may name, each answered by this module's own code.
+ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch", "Size"): _size,
+    **{("torch", name): StorageType(name) for name in STORAGE_DTYPES},
+}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """The file names a global outside :data:`ALLOWED_GLOBALS`."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds tensors and plain containers, and nothing else.
+
+    ``find_class`` answers only :data:`ALLOWED_GLOBALS`; tensors come back as
+    placeholders that :func:`read_pth` turns into NumPy arrays.
+    """
+
+    def __init__(self, file, storages):
+        super().__init__(file)
+        self.storages = storages
+
+    def find_class(self, module, name):
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(f"{module}.{name}") from None
+
+    def persistent_load(self, pid):
+        if (
+            not isinstance(pid, tuple)
+            or len(pid) not in (5, 6)
+            or pid[0] != "storage"
+            or not isinstance(pid[1], StorageType)
+            or not isinstance(pid[2], str)
+            or not isinstance(pid[4], int)
+            or pid[4] < 0
+        ):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        _, storage_type, key, _location, numel = pid[:5]
+        if len(pid) == 6 and pid[5] is not None:
+            raise pickle.UnpicklingError(
+                "storage views (a pre-1.0 PyTorch feature) are not supported"
+            )
+        storage = self.storages.get(key)
+        if storage is None:
+            storage = self.storages[key] = _Storage(key, storage_type, numel)
+        elif storage.type.dtype != storage_type.dtype or storage.numel != numel:
+            raise pickle.UnpicklingError(f"storage {key!r} is described two ways")
+        return storage
+
+
+def _numpy_dtype(storage_type, byteorder):
+    code = "u2" if storage_type.dtype == "bf16" else storage_type.dtype
+    return np.dtype(("<" if byteorder == "little" else ">") + code)
+
+
+def _storage_array(storage, data, byteorder, path):
+    """The storage's bytes as a 1-D array (bfloat16 widened to float32)."""
+    dtype = _numpy_dtype(storage.type, byteorder)
+    needed = storage.numel * dtype.itemsize
+    if len(data) < needed:
+        raise WeightsError(
+            f"{path}: storage {storage.key!r} holds {len(data)} bytes, expected "
+            f"{needed} ({storage.numel} x {storage.type}); the file is truncated or corrupt."
+        )
+    array = np.frombuffer(data, dtype=dtype, count=storage.numel)
+    if storage.type.dtype == "bf16":
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+def _materialize(value):
+    """Replace tensor placeholders by NumPy arrays in plain containers."""
+    if isinstance(value, _Tensor):
+        base = value.storage.array
+        if not all(value.size):
+            return np.zeros(value.size, base.dtype)
+        view = np.lib.stride_tricks.as_strided(
+            base[value.offset:],
+            shape=value.size,
+            strides=tuple(s * base.itemsize for s in value.stride),
+            writeable=False,
+        )
+        return np.array(view)  # a contiguous copy, independent of the storage
+    if isinstance(value, dict):
+        result = value.__class__() if isinstance(value, collections.OrderedDict) else {}
+        for key, item in value.items():
+            result[key] = _materialize(item)
+        return result
+    if isinstance(value, list):
+        return [_materialize(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_materialize(item) for item in value)
+    return value
+
+
+def is_torch_file(path):
+    """Whether ``path`` is a ``torch.save`` file (zip with ``data.pkl``, or legacy)."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head[:1] == b"\x80" and head[2:14] == LEGACY_HEAD:
+        return True
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return _zip_record(archive.namelist()) is not None
+        except (zipfile.BadZipFile, OSError):
+            return False
+    return False
+
+
+def _zip_record(names):
+    """The ``<dir>/`` prefix of the zip's ``data.pkl``, or ``None``."""
+    for name in names:
+        parts = name.split("/")
+        if len(parts) == 2 and parts[1] == "data.pkl":
+            return parts[0] + "/"
+    return None
+
+
+def _load(handle, storages, path):
+    try:
+        return RestrictedUnpickler(handle, storages).load()
+    except RefusedGlobal as error:
+        raise WeightsError(
+            f"{path}: refused to load: the file's pickle names the global {error}, "
+            "which is not a tensor, a storage or an OrderedDict (the only globals this "
+            "reader rebuilds). Nothing from the file was run; loading it with an "
+            "unrestricted unpickler could run code. If you trust the file, load it with PyTorch "
+            "and save model.state_dict() again."
+        ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+            KeyError, AttributeError, struct.error) as error:
+        raise WeightsError(
+            f"{path}: not a readable PyTorch file ({type(error).__name__}: {error}). "
+            "Expected the output of torch.save (zip or pre-1.6 format)."
+        ) from error
+
+
+def _read_zip(path):
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise WeightsError(f"{path}: not a zip archive or truncated ({error}).") from error
+    with archive:
+        prefix = _zip_record(archive.namelist())
+        if prefix is None:
+            raise WeightsError(
+                f"{path}: a zip archive without <dir>/data.pkl, so not a torch.save file."
+            )
+        names = set(archive.namelist())
+        byteorder = "little"
+        if prefix + "byteorder" in names:
+            byteorder = archive.read(prefix + "byteorder").decode("ascii").strip()
+            if byteorder not in ("little", "big"):
+                raise WeightsError(f"{path}: unknown byteorder {byteorder!r}.")
+        storages = {}
+        try:
+            obj = _load(io.BytesIO(archive.read(prefix + "data.pkl")), storages, path)
+            for key, storage in storages.items():
+                member = f"{prefix}data/{key}"
+                if member not in names:
+                    raise WeightsError(f"{path}: storage {member!r} is missing from the archive.")
+                storage.array = _storage_array(storage, archive.read(member), byteorder, path)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+            raise WeightsError(
+                f"{path}: truncated or corrupt zip archive ({type(error).__name__}: {error})."
+            ) from error
+    return obj
+
+
+def _read_legacy(path):
+    storages = {}
+    with open(path, "rb") as handle:
+        magic = _load(handle, {}, path)
+        if magic != LEGACY_MAGIC:
+            raise WeightsError(f"{path}: not a PyTorch file (bad magic number).")
+        version = _load(handle, {}, path)
+        if version != LEGACY_PROTOCOL_VERSION:
+            raise WeightsError(
+                f"{path}: PyTorch legacy protocol version {version!r}, expected "
+                f"{LEGACY_PROTOCOL_VERSION}."
+            )
+        info = _load(handle, {}, path)
+        byteorder = "little"
+        if isinstance(info, dict) and info.get("little_endian") is False:
+            byteorder = "big"
+        obj = _load(handle, storages, path)
+        keys = _load(handle, {}, path)
+        if not isinstance(keys, list) or set(keys) != set(storages):
+            raise WeightsError(
+                f"{path}: the storage list does not match the tensors; the file is corrupt."
+            )
+        for key in keys:
+            storage = storages[key]
+            count = handle.read(8)
+            if len(count) < 8:
+                raise WeightsError(f"{path}: truncated before storage {key!r}.")
+            (numel,) = struct.unpack("<q", count)
+            if numel != storage.numel:
+                raise WeightsError(
+                    f"{path}: storage {key!r} has {numel} elements, the pickle says "
+                    f"{storage.numel}; the file is corrupt."
+                )
+            nbytes = numel * _numpy_dtype(storage.type, byteorder).itemsize
+            storage.array = _storage_array(storage, handle.read(nbytes), byteorder, path)
+    return obj
+
+
+def read_pth(path):
+    """The object ``torch.save`` wrote to ``path``, with tensors as NumPy arrays.
+
+    Only tensors, parameters, ``OrderedDict`` and the pickle's own types
+    (dict, list, tuple, str, int, float, bool, None) are rebuilt.
+
+    Args:
+        path: a ``.pth`` / ``.pt`` file (zip or pre-1.6 format).
+
+    Raises:
+        WeightsError: the file names any other global (it is refused before
+            anything from it runs), is not a ``torch.save`` file, or is
+            truncated.
+
+    Example:
+        >>> obj = read_pth("checkpoint.pth")  # doctest: +SKIP
+        >>> sorted(obj)  # doctest: +SKIP
+        ['epoch', 'model', 'optimizer']
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"PyTorch file not found: {path}.")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        obj = _read_zip(path)
+    elif head[:1] == b"\x80" and head[2:14] == LEGACY_HEAD:
+        obj = _read_legacy(path)
+    else:
+        raise WeightsError(
+            f"{path}: not a PyTorch file: neither a zip archive with data.pkl nor the "
+            "pre-1.6 format (magic number). Expected the output of torch.save."
+        )
+    return _materialize(obj)
+
+
+def _is_state_dict(value):
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) for k in value)
+        and all(isinstance(v, np.ndarray) for v in value.values())
+    )
+
+
+def find_state_dict(obj, path="the file"):
+    """The ``{name: array}`` state dict in ``obj``, also inside a checkpoint dict.
+
+    A dict of arrays is returned as is; otherwise the first of
+    :data:`STATE_DICT_KEYS` (``"state_dict"``, ``"model_state_dict"``,
+    ``"model"``, ``"net"`` ...) that holds one, searched two levels deep. A
+    ``module.`` prefix on every key (``nn.DataParallel``) is removed.
+
+    Raises:
+        WeightsError: no state dict found; the message lists the keys seen.
+    """
+    found = _search_state_dict(obj, depth=2)
+    if found is None:
+        seen = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise WeightsError(
+            f"{path}: no state dict found (a dict of tensors, at the top or under one of "
+            f"{', '.join(repr(k) for k in STATE_DICT_KEYS)}); the file holds {seen}. "
+            "Save model.state_dict() with torch.save."
+        )
+    if all(key.startswith("module.") for key in found):
+        found = collections.OrderedDict((key[len("module."):], v) for key, v in found.items())
+    return found
+
+
+def _search_state_dict(obj, depth):
+    if _is_state_dict(obj):
+        return obj
+    if not isinstance(obj, dict) or depth == 0:
+        return None
+    for key in STATE_DICT_KEYS:
+        if key in obj:
+            found = _search_state_dict(obj[key], depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+def read_state_dict(path):
+    """:func:`read_pth`, then :func:`find_state_dict`: ``{name: NumPy array}``."""
+    path = os.fspath(path)
+    return find_state_dict(read_pth(path), path)
+
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "RestrictedUnpickler",
+    "find_state_dict",
+    "is_torch_file",
+    "read_pth",
+    "read_state_dict",
+]
