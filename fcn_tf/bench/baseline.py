@@ -111,7 +111,7 @@ def _torch_calls(row, precision, rng):
             loss = F.cross_entropy(model(x), y, ignore_index=255)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return model, step
 
@@ -138,7 +138,7 @@ def comparison_worker(framework, precision, args):
         timing = time_calls(call, args.steps, args.warmup, args.min_seconds)
         rate = row.batch / timing.median
         out["rows"][row.key] = {"images_per_s": rate, **timing.to_dict()}
-        print(f"  {framework:<7}{precision:<15}{row.key:<52}{rate:8.2f} images/s",
+        print(f"  {framework:<7}{precision:<15}{row.key:<54}{rate:8.2f} images/s",
               file=sys.stderr, flush=True)
         del model, call
     return out
@@ -174,15 +174,15 @@ def summarise(rounds, rows, precisions):
 
 
 def format_comparison(table, rounds):
-    header = f"{'row':<52}{'precision':<16}{'fcn_tf':>9}{'torch':>9}{'ratio':>8}  rounds"
+    header = f"{"row":<54}{'precision':<16}{'fcn_tf':>9}{'torch':>9}{'ratio':>8}  rounds"
     lines = [f"fcn_tf / PyTorch images/s, median of {rounds} alternating rounds "
              "(rounds: the ratio of each)", "", header, "-" * len(header)]
     for entry in table:
         if "error" in entry:
-            lines.append(f"{entry['row']:<52}{entry['precision']:<16}  {entry['error']}")
+            lines.append(f"{entry["row"]:<54}{entry['precision']:<16}  {entry['error']}")
             continue
         spread = ", ".join(f"{r:.2f}" for r in entry["round_ratios"])
-        lines.append(f"{entry['row']:<52}{entry['precision']:<16}"
+        lines.append(f"{entry["row"]:<54}{entry['precision']:<16}"
                      f"{entry['fcn_tf_images_per_s']:>9.2f}{entry['torch_images_per_s']:>9.2f}"
                      f"{entry['ratio']:>7.2f}x  {spread}")
     return "\n".join(lines)
