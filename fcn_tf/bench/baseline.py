@@ -174,15 +174,15 @@ def summarise(rounds, rows, precisions):
 
 
 def format_comparison(table, rounds):
-    header = f"{"row":<54}{'precision':<16}{'fcn_tf':>9}{'torch':>9}{'ratio':>8}  rounds"
+    header = f"{'row':<54}{'precision':<16}{'fcn_tf':>9}{'torch':>9}{'ratio':>8}  rounds"
     lines = [f"fcn_tf / PyTorch images/s, median of {rounds} alternating rounds "
              "(rounds: the ratio of each)", "", header, "-" * len(header)]
     for entry in table:
         if "error" in entry:
-            lines.append(f"{entry["row"]:<54}{entry['precision']:<16}  {entry['error']}")
+            lines.append(f"{entry['row']:<54}{entry['precision']:<16}  {entry['error']}")
             continue
         spread = ", ".join(f"{r:.2f}" for r in entry["round_ratios"])
-        lines.append(f"{entry["row"]:<54}{entry['precision']:<16}"
+        lines.append(f"{entry['row']:<54}{entry['precision']:<16}"
                      f"{entry['fcn_tf_images_per_s']:>9.2f}{entry['torch_images_per_s']:>9.2f}"
                      f"{entry['ratio']:>7.2f}x  {spread}")
     return "\n".join(lines)
