@@ -1,0 +1,274 @@
+"""``python -m fcn_tf.serve.load``: N concurrent clients against a local server for T seconds.
+
+Each client thread keeps one HTTP connection to the server on this machine
+and posts the same predict request again and again until ``--seconds`` have
+passed (or ``--max-requests`` in all). It prints requests/s and images/s,
+p50/p95/p99 latency, the error count, the server's mean batch size and its
+resident memory before and after (from ``/metrics``). With ``--baseline
+MODEL`` it first calls the same SavedModel in this process on the same
+image, one image per call, while the server is idle: the server's throughput
+over that is its overhead as a ratio. Only loopback addresses are accepted.
+
+Example:
+    python -m fcn_tf.serve runs/default &
+    python -m fcn_tf.serve.load --clients 16 --seconds 60 --baseline runs/default
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.parse
+
+import numpy as np
+
+from fcn_tf.utils.cli import report_error
+
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "samples",
+                      "shapes_1.png")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SIGNATURES = ("serving_bytes_png", "serving_bytes", "serving_png", "serving_default")
+
+
+def _connection(url, timeout=60.0):
+    parts = urllib.parse.urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+
+
+def _get(url, path):
+    conn = _connection(url, timeout=10.0)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def server_metrics(url):
+    """``{name: value}`` of the unlabelled series of the server's ``/metrics``."""
+    _, text = _get(url, "/metrics")
+    values = {}
+    for line in text.decode().splitlines():
+        match = re.fullmatch(r"([a-z_]+) ([0-9.e+-]+)", line)
+        if match:
+            values[match[1]] = float(match[2])
+    return values
+
+
+def wait_ready(url, timeout_s=120.0):
+    """Poll ``/readyz`` until 200; raise ``TimeoutError`` after ``timeout_s``."""
+    ends = time.monotonic() + timeout_s
+    while time.monotonic() < ends:
+        try:
+            if _get(url, "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"--url {url}: /readyz did not answer 200 within {timeout_s:g} s; is "
+                       "python -m fcn_tf.serve running there?")
+
+
+def request_body(image_path, signature):
+    """The JSON body of one predict request for ``image_path`` with ``signature``."""
+    with open(image_path, "rb") as f:
+        data = f.read()
+    if signature in ("serving_bytes", "serving_bytes_png"):
+        instance = {"b64": base64.b64encode(data).decode()}
+    else:
+        from PIL import Image
+
+        with Image.open(image_path) as im:
+            instance = np.asarray(im.convert("RGB")).tolist()
+    return json.dumps({"signature_name": signature, "instances": [instance]}).encode(), data
+
+
+def percentile(values, q):
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def run_clients(url, path, body, clients, seconds, max_requests):
+    """``(latencies_s, errors, first_error, elapsed_s)`` of ``clients`` threads posting ``body``."""
+    latencies, errors, first_error = [], [0], [None]
+    lock = threading.Lock()
+    budget = [max_requests]
+    ends = time.monotonic() + seconds
+
+    def client():
+        conn = _connection(url)
+        try:
+            while time.monotonic() < ends:
+                with lock:
+                    if budget[0] <= 0:
+                        return
+                    budget[0] -= 1
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", path, body, {"Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    answer = response.read()
+                    ok = response.status == 200 and answer.startswith(b'{"predictions"')
+                    problem = None if ok else f"HTTP {response.status}: {answer[:200]!r}"
+                except (OSError, http.client.HTTPException) as error:
+                    problem = f"{type(error).__name__}: {error}"
+                    conn.close()
+                    conn = _connection(url)
+                took = time.perf_counter() - start
+                with lock:
+                    if problem is None:
+                        latencies.append(took)
+                    else:
+                        errors[0] += 1
+                        first_error[0] = first_error[0] or problem
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 120)
+    return latencies, errors[0], first_error[0], time.monotonic() - started
+
+
+def baseline(model_path, image_bytes, signature, seconds):
+    """Images/s of the SavedModel called in this process, one image per call."""
+    import tensorflow as tf
+
+    from fcn_tf.serve.model import resolve_model_dir
+
+    export_dir, _, _ = resolve_model_dir(model_path)
+    loaded = tf.saved_model.load(export_dir)
+    if signature in ("serving_bytes", "serving_bytes_png"):
+        fn = loaded.signatures["serving_bytes"]
+        args = {"image_bytes": tf.constant([image_bytes])}
+    else:
+        fn = loaded.signatures["serving_default"]
+        args = {"images": tf.io.decode_image(image_bytes, channels=3,
+                                             expand_animations=False)[None]}
+    for _ in range(3):
+        fn(**args)
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn(**args)
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_bytes_png",
+             model=None, baseline_model=None, baseline_seconds=10.0, max_requests=1_000_000):
+    """Load-test the server at ``url``; return a dict of the measurements.
+
+    Args:
+        url: the server, on a loopback address.
+        clients: concurrent client threads.
+        seconds: how long they send.
+        image: the image every request carries.
+        signature: the signature requested (``serving_bytes_png`` by default).
+        model: the model name; default the server's (``/info``).
+        baseline_model: a MODEL folder to time in-process first (None: skip).
+        baseline_seconds: how long the baseline runs.
+        max_requests: a bound on the total number of requests.
+    """
+    host = urllib.parse.urlsplit(url).hostname
+    if host not in LOOPBACK:
+        raise ValueError(f"--url {url}: expected a server on this machine ({', '.join(LOOPBACK)})"
+                         f", received host {host!r}.")
+    if clients < 1 or seconds <= 0:
+        raise ValueError(f"--clients and --seconds: expected positive values, received "
+                         f"{clients} and {seconds}.")
+    if signature not in SIGNATURES:
+        raise ValueError(f"--signature: expected one of {', '.join(SIGNATURES)}, received "
+                         f"{signature!r}.")
+    wait_ready(url)
+    info = json.loads(_get(url, "/info")[1])
+    path = f"/v1/models/{model or info['model']}:predict"
+    body, image_bytes = request_body(image, signature)
+    result = {"clients": clients, "seconds": seconds, "signature": signature,
+              "image": os.path.basename(image), "request_bytes": len(body)}
+    if baseline_model:
+        result["baseline_images_per_s"] = baseline(baseline_model, image_bytes, signature,
+                                                   baseline_seconds)
+    # A few sequential requests first, so the "before" memory is that of a warm server.
+    run_clients(url, path, body, 1, 2.0, 5)
+    before = server_metrics(url)
+    latencies, errors, first_error, elapsed = run_clients(url, path, body, clients, seconds,
+                                                          max_requests)
+    after = server_metrics(url)
+    done = len(latencies)
+    batches = after.get("fcn_tf_batch_size_count", 0) - before.get("fcn_tf_batch_size_count", 0)
+    images = after.get("fcn_tf_batch_size_sum", 0) - before.get("fcn_tf_batch_size_sum", 0)
+    result.update({
+        "requests": done, "errors": errors, "first_error": first_error,
+        "elapsed_s": elapsed, "requests_per_s": done / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "mean_batch": images / batches if batches else float("nan"),
+        "rss_before_mb": before.get("process_resident_memory_bytes", 0) / 2**20,
+        "rss_after_mb": after.get("process_resident_memory_bytes", 0) / 2**20,
+    })
+    if result["rss_before_mb"]:
+        result["rss_growth"] = result["rss_after_mb"] / result["rss_before_mb"] - 1
+    if "baseline_images_per_s" in result:
+        result["throughput_ratio"] = result["requests_per_s"] / result["baseline_images_per_s"]
+    return result
+
+
+def format_result(r):
+    lines = [f"{r['clients']} clients, {r['elapsed_s']:.1f} s, {r['signature']} with "
+             f"{r['image']} ({r['request_bytes']:,}-byte request)",
+             f"requests: {r['requests']} ok, {r['errors']} errors"
+             + (f" (first: {r['first_error']})" if r["first_error"] else ""),
+             f"throughput: {r['requests_per_s']:.1f} requests/s (images/s), mean batch "
+             f"{r['mean_batch']:.2f}",
+             f"latency: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
+             f"p99 {r['p99_ms']:.1f} ms",
+             f"server resident memory: {r['rss_before_mb']:.0f} MiB before, "
+             f"{r['rss_after_mb']:.0f} MiB after ({100 * r.get('rss_growth', 0):+.1f}%)"]
+    if "baseline_images_per_s" in r:
+        lines.append(f"in-process baseline (SavedModel, one image per call): "
+                     f"{r['baseline_images_per_s']:.1f} images/s; server/baseline = "
+                     f"{r['throughput_ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fcn_tf.serve.load",
+                                     description=__doc__.split("\n\n")[1])
+    parser.add_argument("--url", default="http://127.0.0.1:8501",
+                        help="the server (loopback only; default http://127.0.0.1:8501)")
+    parser.add_argument("--model", help="model name (default: the one the server serves)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to send")
+    parser.add_argument("--max-requests", type=int, default=1_000_000,
+                        help="stop after this many requests in all")
+    parser.add_argument("--image", default=SAMPLE, help="the image each request carries "
+                                                        "(default: a bundled 128x128 sample)")
+    parser.add_argument("--signature", default="serving_bytes_png", choices=SIGNATURES,
+                        help="signature to request")
+    parser.add_argument("--baseline", metavar="MODEL",
+                        help="also time this SavedModel (export, base or run folder) "
+                             "in-process on the same image")
+    parser.add_argument("--baseline-seconds", type=float, default=10.0)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON too")
+    args = parser.parse_args(argv)
+    try:
+        result = run_load(args.url, args.clients, args.seconds, args.image, args.signature,
+                          args.model, args.baseline, args.baseline_seconds, args.max_requests)
+    except (ValueError, FileNotFoundError, TimeoutError) as error:
+        return report_error(error)
+    print(format_result(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0 if result["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
