@@ -21,6 +21,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class PredictRequest:
 def parse_json(body):
     """The JSON object of a request body; 400 for anything else."""
     try:
-        value = json.loads(body)
+        value = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except UnicodeDecodeError as error:
         raise ApiError(400, f"malformed JSON: the body is not UTF-8 text ({error}). Send a "
                             "JSON object such as {\"instances\": [...]}.") from None
@@ -79,7 +80,7 @@ def _pixels(value, where):
                 "{\"b64\": ...}." if kind in "OU" else "")
         raise ApiError(400, f"{where}: expected uint8 pixels (integers 0-255), received "
                             f"{what}.{hint}")
-    if kind == "f":
+    if kind == "f" and array.size:
         raise ApiError(400, f"{where}: expected uint8 pixels (integers 0-255), received "
                             "floating-point numbers. Send integers (e.g. "
                             "image.astype('uint8').tolist()).")
@@ -115,8 +116,16 @@ def _short(value):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _encoded_to_pixels(value, signature, where):
+    if isinstance(value, dict) and set(value) == {"b64"} and not signature.encoded:
+        raise ApiError(400, f"{where}: the signature {signature.name} takes uint8 pixels, "
+                            "received an encoded image {\"b64\": ...}; use \"signature_name\": "
+                            "\"serving_bytes\" (or \"serving_bytes_png\") for encoded images.")
+
+
 def _unwrap(item, signature, where):
     """The bare value of a row instance given bare or as ``{INPUT_NAME: value}``."""
+    _encoded_to_pixels(item, signature, where)
     if isinstance(item, dict) and not (signature.encoded and set(item) == {"b64"}):
         if set(item) != {signature.input_name}:
             raise ApiError(400, f"{where}: unknown input name(s) {sorted(item)}; the "
@@ -135,6 +144,7 @@ def _batch_values(request, signature):
                                 f"received a JSON {type(values).__name__}.")
         return [_unwrap(v, signature, f"instances[{i}]") for i, v in enumerate(values)], False
     values = request["inputs"]
+    _encoded_to_pixels(values, signature, "\"inputs\"")
     if isinstance(values, dict) and not (signature.encoded and set(values) == {"b64"}):
         if set(values) != {signature.input_name}:
             raise ApiError(400, f"\"inputs\": unknown input name(s) {sorted(values)}; the "
@@ -169,7 +179,7 @@ def decode_images(blobs, max_pixels):
         try:
             image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-            raise ApiError(400, f"image {i}: could not decode it ({error.message.strip()}); "
+            raise ApiError(400, f"image {i}: could not decode it ({_tf_message(error)}); "
                                 "a truncated or corrupt file?") from None
         if image.shape[:2] != sizes[i]:
             raise ApiError(400, f"image {i}: its header says {sizes[i][0]}x{sizes[i][1]} but "
@@ -177,6 +187,11 @@ def decode_images(blobs, max_pixels):
                                 "file?")
         images.append(image)
     return np.stack(images)
+
+
+def _tf_message(error):
+    """A TensorFlow error's message without its ``{{function_node ...}}`` and ``[Op:...]``."""
+    return re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", error.message).strip()
 
 
 def _check_pixels(sizes, max_pixels):
