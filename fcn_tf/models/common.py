@@ -19,11 +19,15 @@ def logits_output(x):
     return layers.Activation("linear", dtype="float32", name="logits")(x)
 
 
-def conv_bn_relu(x, filters, kernel_size, name, dilation=1):
-    """Convolution without bias, BatchNorm and ReLU: the DeepLab building block."""
+def conv_bn_relu(x, filters, kernel_size, name, dilation=1, bn_epsilon=1e-3, bn_momentum=0.99):
+    """Convolution without bias, BatchNorm and ReLU: the DeepLab building block.
+
+    ``bn_epsilon``/``bn_momentum`` default to Keras' BatchNorm defaults;
+    PyTorch's are ``1e-5`` / ``0.9`` (its momentum 0.1).
+    """
     x = layers.Conv2D(
         filters, kernel_size, padding="same", dilation_rate=dilation,
         use_bias=False, name=name,
     )(x)
-    x = layers.BatchNormalization(name=name + "_bn")(x)
+    x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=name + "_bn")(x)
     return layers.ReLU(name=name + "_relu")(x)
