@@ -21,11 +21,13 @@ from fcn_tf.models import (  # noqa: E402
 )
 from fcn_tf.preprocessing import Preprocessing  # noqa: E402
 from fcn_tf.weights import load_weights  # noqa: E402
+from fcn_tf.weights.from_pytorch import from_pytorch  # noqa: E402
 
 __all__ = [
     "Preprocessing",
     "build_model",
     "default_preprocessing",
+    "from_pytorch",
     "list_backbones",
     "list_models",
     "load_weights",

@@ -11,6 +11,8 @@ verydeep-16/19.mat``               of fcn*s / fcn_deconv
 state dict
 ``.keras`` checkpoint of this      the same layers by name      :mod:`.keras_checkpoint`
 package
+``.pth`` / ``.pt`` PyTorch state   FCN-8s/16s/32s, U-Net,       :mod:`.torch_pth`
+dict (read without PyTorch)        DeepLabV3+ ``bubbliiiing``
 =================================  ===========================  =====================
 
 Every loader turns its file into ``{layer name: [arrays in Keras layout]}``
@@ -35,14 +37,18 @@ import os
 MAGIC_MATLAB_V5 = b"MATLAB 5.0 MAT-file"
 MAGIC_HDF5 = b"\x89HDF\r\n\x1a\n"
 MAGIC_ZIP = b"PK\x03\x04"
+# torch.save before 1.6: a pickle of 0x1950a86a20f9469cfc6c (LONG1, 10 bytes) first.
+MAGIC_TORCH_LEGACY = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
-FORMATS = ("matconvnet", "keras_h5", "torch_npz", "keras_checkpoint")
+FORMATS = ("matconvnet", "keras_h5", "torch_npz", "keras_checkpoint", "torch_pth")
 SUFFIXES = {
     ".mat": "matconvnet",
     ".h5": "keras_h5",
     ".hdf5": "keras_h5",
     ".npz": "torch_npz",
     ".keras": "keras_checkpoint",
+    ".pth": "torch_pth",
+    ".pt": "torch_pth",
 }
 CHANNEL_ORDERS = ("rgb", "bgr")
 
@@ -58,7 +64,7 @@ class LoadedWeights:
     Attributes:
         path: the file, as given.
         format: one of ``"matconvnet"``, ``"keras_h5"``, ``"torch_npz"``,
-            ``"keras_checkpoint"``.
+            ``"keras_checkpoint"``, ``"torch_pth"``.
         loaded: names of the model's layers whose weights were set, in model order.
         untouched: names of the model's layers that have weights and kept them
             (e.g. ``score_fr`` after loading an ImageNet VGG).
@@ -102,6 +108,8 @@ def sniff_format(path):
         return "matconvnet"
     if head.startswith(MAGIC_HDF5):
         return "keras_h5"
+    if head[:1] == b"\x80" and head[2:14] == MAGIC_TORCH_LEGACY:
+        return "torch_pth"
     if head.startswith(MAGIC_ZIP):
         # Both .npz and .keras are zip archives: the archive says which.
         import zipfile
@@ -113,6 +121,8 @@ def sniff_format(path):
             names = []
         if "config.json" in names:
             return "keras_checkpoint"
+        if any(name.count("/") == 1 and name.endswith("/data.pkl") for name in names):
+            return "torch_pth"
         if names and all(name.endswith(".npy") for name in names):
             return "torch_npz"
     suffix = _suffix(path)
@@ -122,7 +132,7 @@ def sniff_format(path):
         f"{path}: unknown weights format (suffix {suffix or 'none'!r}, and the "
         f"content is not recognised). Supported: {', '.join(sorted(SUFFIXES))} "
         "(MatConvNet .mat, keras.applications .h5/.weights.h5, pytorch-fcn .npz, "
-        "this package's .keras)."
+        "this package's .keras, PyTorch .pth/.pt state dicts)."
     )
 
 
@@ -146,13 +156,17 @@ def load_weights(model, path, *, channel_order=None, strict=True):
         path: a MatConvNet ``.mat`` (``imagenet-vgg-verydeep-16.mat`` /
             ``-19.mat``), a ``keras.applications`` ``.h5`` / ``.weights.h5``
             (VGG16, VGG19, MobileNetV2, Xception), a ``.npz`` of a pytorch-fcn
-            FCN-8s/16s/32s state dict, or a ``.keras`` checkpoint of this package.
+            FCN-8s/16s/32s state dict, a ``.keras`` checkpoint of this package,
+            or a PyTorch ``.pth`` / ``.pt`` (pytorch-fcn FCN, milesial U-Net,
+            bubbliiiing DeepLabV3+ MobileNetV2; read without PyTorch, see
+            :func:`fcn_tf.from_pytorch`).
             The format is read from the file's first bytes, then its suffix.
         channel_order: ``"rgb"`` or ``"bgr"``: the channel order the file's
             first convolution was trained on. ``None`` takes the format's
             convention: MatConvNet ``rgb``; ``keras.applications`` VGG ``bgr``
             (Caffe mode), MobileNetV2/Xception ``rgb``; pytorch-fcn ``.npz``
-            ``bgr``; ``.keras`` ``rgb``. BGR kernels are flipped on load, so
+            and ``.pth`` ``bgr``; ``.keras`` ``rgb``; U-Net and DeepLabV3+
+            ``.pth`` ``rgb``. BGR kernels are flipped on load, so
             the model always takes RGB images.
         strict: if ``True`` (default), a layer the file has and the model
             lacks, or a layer the format must provide and the file lacks, is

@@ -98,7 +98,11 @@ def read_npz(path):
 
 def read(path, model):
     """Read a pytorch-fcn state dict ``.npz`` into :class:`FileWeights`."""
-    state = read_npz(path)
+    return file_weights(read_npz(path), model, path)
+
+
+def file_weights(state, model, path):
+    """A pytorch-fcn state dict (``{key: array}``, from an ``.npz`` or a ``.pth``) as :class:`FileWeights`."""
     try:
         arrays, sources = convert_state_dict(state)
     except ValueError as error:
