@@ -92,9 +92,9 @@ def test_format_is_sniffed_from_content_before_suffix(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    path = tmp_path / "weights.pt"
+    path = tmp_path / "weights.bin"
     path.write_bytes(b"\x80\x02some pickle")
-    with pytest.raises(WeightsError, match=r"unknown weights format \(suffix '.pt'.*Supported: "):
+    with pytest.raises(WeightsError, match=r"unknown weights format \(suffix '.bin'.*Supported: "):
         load_weights(tiny(), path)
 
 

@@ -189,3 +189,15 @@ def test_resize_like_align_corners_round_trips_its_config():
     layer = ResizeLike(align_corners=True, name="r")
     assert ResizeLike.from_config(layer.get_config()).align_corners is True
     assert "align_corners" not in ResizeLike(name="d").get_config()
+
+
+def test_saved_and_reloaded_model_keeps_the_logits(models, tmp_path):
+    image, expected, _ = reference()
+    path = tmp_path / "deeplab.keras"
+    models[16].save(path)
+    reloaded = keras.saving.load_model(path)
+    assert reloaded.get_layer("upsample_to_input").align_corners is True
+    np.testing.assert_allclose(
+        np.asarray(reloaded(image, training=False)), np.asarray(models[16](image, training=False)),
+        rtol=0, atol=1e-5,
+    )

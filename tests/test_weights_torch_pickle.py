@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn_tf.weights import WeightsError, sniff_format
+import fcn_tf
+from fcn_tf.weights import WeightsError, load_weights, sniff_format
 from fcn_tf.weights.torch_pickle import find_state_dict, read_pth, read_state_dict
 from torch_writer import Global, Tensor, save, save_state_dict
 
@@ -141,3 +142,13 @@ def test_not_a_torch_file(tmp_path):
     path.write_bytes(b"hello, not a pickle")
     with pytest.raises(WeightsError, match="not a PyTorch file"):
         read_pth(path)
+
+
+
+def test_pt_suffix_without_torch_content(tmp_path):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"\x80\x02some pickle")
+    assert sniff_format(path) == "torch_pth"
+    model = fcn_tf.build_model("unet", 2, base_filters=4, depth=1)
+    with pytest.raises(WeightsError, match=r"weights.pt: not a PyTorch file: neither a zip"):
+        load_weights(model, path)
