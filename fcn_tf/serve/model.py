@@ -28,13 +28,18 @@ import re
 import numpy as np
 
 from fcn_tf.export import SIGNATURE_BYTES, SIGNATURE_IMAGES
-from fcn_tf.inference import METADATA_FILE, RUN_CONFIG_FILE, is_saved_model
 
 SIGNATURE_PNG = "serving_png"
 SIGNATURE_BYTES_PNG = "serving_bytes_png"
 PNG_OUTPUT = "class_ids_png_bytes"
 COUNTS_OUTPUT = "class_pixel_counts"
+# File names of an export and a run folder. Run folders are being moved into
+# their own module; these four names (and run_export_dir) are the only place
+# serving depends on their layout, to be switched to that module once it lands.
 RUN_EXPORT_FOLDER = "export"
+RUN_CONFIG_FILE = "config.json"
+SAVED_MODEL_FILE = "saved_model.pb"
+METADATA_FILE = "metadata.json"
 DEFAULT_WARMUP_SIZE = (64, 64)
 _NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -55,6 +60,11 @@ class Signature:
     outputs: dict
     encoded: bool
     png: bool
+
+
+def is_saved_model(path):
+    """Whether ``path`` is a SavedModel folder (one holding ``saved_model.pb``)."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
 
 
 def run_export_dir(run_dir):
