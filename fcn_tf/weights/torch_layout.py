@@ -31,7 +31,7 @@ IGNORED_SUFFIX = ".num_batches_tracked"
 
 @dataclasses.dataclass(frozen=True)
 class Conv:
-    """``Conv2d`` / ``ConvTranspose2d`` ``source`` into Keras layer ``target`` (kernel, bias if any)."""
+    """``Conv2d`` / ``ConvTranspose2d`` ``source`` into Keras layer ``target`` (kernel, bias)."""
 
     source: str
     target: str
@@ -58,11 +58,14 @@ def kernel(array, key, depthwise=False):
     """A PyTorch conv / transposed-conv weight in the Keras layout (see the module docstring)."""
     array = np.asarray(array)
     if array.ndim != 4:
-        raise MappingError(f"{key!r}: expected a 4-D convolution weight, received shape {array.shape}")
+        raise MappingError(
+            f"{key!r}: expected a 4-D convolution weight, received shape {array.shape}"
+        )
     if depthwise:
         if array.shape[1] != 1:
             raise MappingError(
-                f"{key!r}: expected a depthwise weight (channels, 1, kh, kw), received {array.shape}"
+                f"{key!r}: expected a depthwise weight (channels, 1, kh, kw), "
+                f"received {array.shape}"
             )
         return array.transpose(2, 3, 0, 1)
     return array.transpose(2, 3, 1, 0)

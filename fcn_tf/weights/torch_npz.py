@@ -102,7 +102,7 @@ def read(path, model):
 
 
 def file_weights(state, model, path):
-    """A pytorch-fcn state dict (``{key: array}``, from an ``.npz`` or a ``.pth``) as :class:`FileWeights`."""
+    """A pytorch-fcn state dict ``{key: array}`` (from ``.npz`` or ``.pth``) as :class:`FileWeights`."""
     try:
         arrays, sources = convert_state_dict(state)
     except ValueError as error:

@@ -4,17 +4,21 @@ The file is read by :mod:`.torch_pickle` (no code from it runs), the state
 dict found (also inside a checkpoint dict), and its layout recognised by a
 key only that layout has (:data:`LAYOUTS`):
 
-=====================================  =====================  ===========================
-Layout (signature key)                 Model                  Mapping
-=====================================  =====================  ===========================
-bubbliiiing/deeplabv3-plus-pytorch     ``deeplabv3plus``,     :mod:`.torch_deeplab`
-(``aspp.conv_cat.0.weight``)           ``variant=             
-                                       "bubbliiiing"``
-milesial/Pytorch-UNet                  ``unet``               :mod:`.torch_unet`
+==========================================  ==================  =======================
+Layout (signature key)                      Model               Mapping
+==========================================  ==================  =======================
+bubbliiiing/deeplabv3-plus-pytorch          ``deeplabv3plus``   :mod:`.torch_deeplab`
+(``aspp.conv_cat.0.weight``)                (``bubbliiiing``)
+milesial/Pytorch-UNet                       ``unet``            :mod:`.torch_unet`
 (``inc.double_conv.0.weight``)
-wkentaro/pytorch-fcn FCN8s/16s/32s     ``fcn8s``/``fcn16s``/  :mod:`.torch_npz`
-(``score_fr.weight``)                  ``fcn32s``
-=====================================  =====================  ===========================
+wkentaro/pytorch-fcn FCN8s/16s/32s          ``fcn8s/16s/32s``   :mod:`.torch_npz`
+(``conv1_1.weight``, ``score_fr.weight``)
+==========================================  ==================  =======================
+
+Every key of the state dict must be taken by the mapping (BatchNorm's
+``num_batches_tracked`` counters are reported as unused); the arrays then
+go through :func:`fcn_tf.weights.assign.assign_weights`, which checks every
+name and shape before it writes anything.
 """
 
 import dataclasses
@@ -25,7 +29,9 @@ from fcn_tf.weights.assign import FileWeights, model_layers
 from fcn_tf.weights.torch_layout import MappingError, convert, unused_counters
 from fcn_tf.weights.torch_pickle import read_state_dict
 
-KERAS_LAYOUT = "(in Keras layout: the file's PyTorch weight transposed; see fcn_tf.weights.torch_layout)"
+KERAS_LAYOUT = (
+    "(in Keras layout: the file's PyTorch weight transposed; see fcn_tf.weights.torch_layout)"
+)
 
 
 def _mapped(state, rows, path, hint, **settings):
