@@ -2,6 +2,7 @@
 
 import collections
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,14 @@ def test_pt_suffix_without_torch_content(tmp_path):
     model = fcn_tf.build_model("unet", 2, base_filters=4, depth=1)
     with pytest.raises(WeightsError, match=r"weights.pt: not a PyTorch file: neither a zip"):
         load_weights(model, path)
+
+
+def test_allowed_globals_cannot_be_altered_by_the_pickle(tmp_path):
+    """BUILD on an allowed global (e.g. to swap a function's attributes) is refused."""
+    # GLOBAL torch._utils._rebuild_tensor_v2, then BUILD with a state dict.
+    body = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n}X\x0c\x00\x00\x00__defaults__(K\x01tsb."
+    path = tmp_path / "build.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", body)
+    with pytest.raises(WeightsError, match="unexpected state for _rebuild_tensor_v2"):
+        read_pth(path)

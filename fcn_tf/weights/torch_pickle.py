@@ -172,14 +172,32 @@ def _size(*args):
     return tuple(*args)
 
 
+class _Allowed:
+    """An allowed global: calls this module's function; the pickle cannot alter it (BUILD)."""
+
+    __slots__ = ("name", "function")
+
+    def __init__(self, name, function):
+        self.name = name
+        self.function = function
+
+    def __call__(self, *args):
+        return self.function(*args)
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"unexpected state for {self.name}")
+
+
 # The only globals a file may name, each answered by this module's own code.
 ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): _ordered_dict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch", "Size"): _size,
+    ("collections", "OrderedDict"): _Allowed("OrderedDict", _ordered_dict),
+    ("torch._utils", "_rebuild_tensor"): _Allowed("_rebuild_tensor", _rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): _Allowed("_rebuild_tensor_v2", _rebuild_tensor),
+    ("torch._utils", "_rebuild_parameter"): _Allowed("_rebuild_parameter", _rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _Allowed(
+        "_rebuild_parameter_with_state", _rebuild_parameter
+    ),
+    ("torch", "Size"): _Allowed("Size", _size),
     **{("torch", name): StorageType(name) for name in STORAGE_DTYPES},
 }
 
