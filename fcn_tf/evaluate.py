@@ -16,6 +16,15 @@ import argparse
 import os
 import sys
 
+import keras
+
+from fcn_tf.config import ConfigError
+from fcn_tf.config.run_config import load_config
+from fcn_tf.data import DatasetError
+from fcn_tf.evaluation import evaluate_split, format_scores, write_evaluation
+from fcn_tf.inference import InferenceOptions
+from fcn_tf.runs import check_class_count, find_run_dir, resolve_checkpoint, resolve_preprocessing
+from fcn_tf.runs.files import eval_dir_name
 from fcn_tf.utils.cli import report_error
 
 
@@ -39,19 +48,15 @@ def parse_window(values, config):
 
 def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, window=None,
                         overlap=None, out_dir=None, verbose=1):
-    """Evaluate ``checkpoint`` on ``split``; write the report; return ``(scores, out_dir)``."""
-    import keras
+    """Evaluate ``checkpoint`` on ``split``; write the report; return ``(scores, out_dir)``.
 
-    from fcn_tf.evaluation import evaluate_split, write_evaluation
-    from fcn_tf.inference import (
-        InferenceOptions,
-        find_run_dir,
-        resolve_checkpoint,
-        resolve_preprocessing,
-    )
-
+    Raises:
+        ValueError: the checkpoint predicts another number of classes than
+            ``config.data.num_classes`` (nothing is written).
+    """
     path = resolve_checkpoint(checkpoint)
     model = keras.models.load_model(path, compile=False)
+    check_class_count(model, config.data.num_classes, path)
     preprocessing, source = resolve_preprocessing(checkpoint, model, config,
                                                   config.data.image_channels)
     if verbose:
@@ -64,7 +69,7 @@ def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, wi
     scores = evaluate_split(model, config, preprocessing, split, verbose=verbose, options=options)
     if out_dir is None:
         run_dir = find_run_dir(checkpoint) or os.path.dirname(os.path.abspath(path))
-        out_dir = os.path.join(run_dir, f"eval-{split}")
+        out_dir = os.path.join(run_dir, eval_dir_name(split))
     write_evaluation(out_dir, scores, {"checkpoint": os.path.abspath(path),
                                        "normalization": preprocessing.to_dict(),
                                        "normalization_source": source,
@@ -89,12 +94,6 @@ def main(argv=None):
     parser.add_argument("--out", help="report folder (default: RUN/eval-SPLIT)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-
-    from fcn_tf.config import ConfigError
-    from fcn_tf.config.run_config import load_config
-    from fcn_tf.data import DatasetError
-    from fcn_tf.evaluation import format_scores
-
     try:
         config = load_config(args.config, args.overrides)
         split = args.split or config.eval.split
@@ -103,7 +102,9 @@ def main(argv=None):
             window=parse_window(args.window, config), overlap=args.overlap, out_dir=args.out,
             verbose=0 if args.quiet else 1)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as error:
-        return report_error(error)
+        return report_error(error, {"checkpoint": "--checkpoint", "out": "--out",
+                                    "window": "--window", "scales": "--scales",
+                                    "overlap": "--overlap"})
     print(f"\n{split}:\n{format_scores(scores)}\n\nWrote {out_dir}")
     return 0
 

@@ -14,11 +14,15 @@ Example:
 import json
 import os
 
+import keras
 import numpy as np
 
+from fcn_tf.data import build_dataset
 from fcn_tf.inference import InferenceOptions, logits_to_classes
 from fcn_tf.inference import predict_logits as _predict_with_options
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
+from fcn_tf.runs.files import METRICS_FILE, atomic_write_json, atomic_write_text
+from fcn_tf.visualize import new_figure
 
 __all__ = [
     "confusion_over_dataset",
@@ -57,8 +61,6 @@ def confusion_over_dataset(model, dataset, num_classes, ignore_label, predict=pr
     total = np.zeros((num_classes, num_classes), np.int64)
     progress = None
     if verbose:
-        import keras
-
         cardinality = int(dataset.cardinality())
         progress = keras.utils.Progbar(cardinality if cardinality > 0 else None, unit_name="batch")
     for index, (images, masks) in enumerate(dataset):
@@ -83,8 +85,6 @@ def evaluate_split(model, config, preprocessing, split, verbose=0, options=None,
         batch_size: images per batch; default ``config.train.batch_size``
             (1 when sliding windows are used, whose batches are windows).
     """
-    from fcn_tf.data import build_dataset
-
     if options is None:
         options = InferenceOptions.from_eval_config(config.eval)
     if batch_size is None:
@@ -121,8 +121,6 @@ def format_scores(scores):
 
 def save_confusion_heatmap(path, confusion, class_names):
     """Save the row-normalised confusion matrix (each true class sums to 1) as a PNG."""
-    from fcn_tf.visualize import new_figure
-
     cm = np.asarray(confusion, np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     normalised = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -148,12 +146,10 @@ def save_confusion_heatmap(path, confusion, class_names):
 
 def write_evaluation(out_dir, scores, extra=None):
     """Write metrics.json, confusion_matrix.json, confusion_matrix.png and scores.txt."""
-    from fcn_tf.training.run_dir import atomic_write_json, atomic_write_text
-
     os.makedirs(out_dir, exist_ok=True)
     names = [row["class"] for row in scores["per_class"]]
     cm = scores["confusion_matrix"]
-    atomic_write_json(os.path.join(out_dir, "metrics.json"),
+    atomic_write_json(os.path.join(out_dir, METRICS_FILE),
                       {**{k: v for k, v in scores.items() if k != "confusion_matrix"},
                        **(extra or {})})
     atomic_write_json(os.path.join(out_dir, "confusion_matrix.json"),
@@ -165,5 +161,5 @@ def write_evaluation(out_dir, scores, extra=None):
 
 
 def load_scores(out_dir):
-    with open(os.path.join(out_dir, "metrics.json"), encoding="utf-8") as f:
+    with open(os.path.join(out_dir, METRICS_FILE), encoding="utf-8") as f:
         return json.load(f)

@@ -29,14 +29,29 @@ into place, so a failed export never leaves half a model.
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from fcn_tf.inference import METADATA_FILE, find_run_dir, read_run_config
 from fcn_tf.precision import PRECISIONS, with_precision
+from fcn_tf.runs.files import METADATA_FILE, TMP_PREFIX
+from fcn_tf.runs.folder import (
+    backbone_of_model,
+    class_info,
+    find_run_dir,
+    is_saved_model,
+    model_classes,
+    read_config_dict,
+    read_run_config,
+    resolve_checkpoint,
+    resolve_preprocessing,
+)
+from fcn_tf.runs.lock import pid_alive
 from fcn_tf.utils.cli import report_error
 
 TFLITE_FILE = "model.tflite"
@@ -57,8 +72,6 @@ def _serving_module(model, preprocessing, channels, jit_compile=False):
     size, but every new input size is compiled again (seconds; see
     docs/PERFORMANCE.md), so it is off unless the served sizes are few.
     """
-    import tensorflow as tf
-
     binary = int(model.output_shape[-1]) == 1
     mean = tf.constant(np.float32(preprocessing.mean))
     std = tf.constant(np.float32(preprocessing.std))
@@ -128,8 +141,6 @@ def _serving_module(model, preprocessing, channels, jit_compile=False):
 
 def export_saved_model(model, preprocessing, path, channels=None, jit_compile=False):
     """Save ``model`` with its serving signatures to ``path``; return the module."""
-    import tensorflow as tf
-
     channels = channels or int(model.input_shape[-1])
     module = _serving_module(model, preprocessing.for_channels(channels), channels, jit_compile)
     signatures = {SIGNATURE_IMAGES: module.serve_images.get_concrete_function(),
@@ -150,13 +161,9 @@ def float32_copy(model):
 
 def convert_tflite(module, size, precision="float32"):
     """TFLite flatbuffer bytes of ``module``'s uint8 RGB path at a fixed ``[1, H, W, 3]``."""
-    import tensorflow as tf
-
     if precision not in TFLITE_PRECISIONS:
         raise ValueError(f"--tflite-precision: expected one of {', '.join(TFLITE_PRECISIONS)}, "
                          f"received {precision!r}.")
-    import keras
-
     height, width = size
     # Through Keras' ExportArchive, as keras.Model.export(format="litert") does:
     # converting a plain tf.Module SavedModel gives a TFLite graph that reads
@@ -176,18 +183,24 @@ def convert_tflite(module, size, precision="float32"):
         return converter.convert()
 
 
-def build_metadata(model, preprocessing, checkpoint, run_dir=None, tflite=None):
-    """The metadata.json contents: classes, colours, channels, normalisation, config."""
-    from fcn_tf.inference import _class_info, backbone_of_model
+def export_metadata(model, preprocessing, checkpoint, config=None, config_dict=None,
+                    normalization_source=None):
+    """The metadata.json contents: classes, colours, channels, normalisation, config.
 
-    config = read_run_config(run_dir) if run_dir else None
+    Args:
+        model: the Keras model being exported.
+        preprocessing: its :class:`~fcn_tf.preprocessing.Preprocessing`.
+        checkpoint: the ``.keras`` file it came from (recorded as the source).
+        config: the run :class:`~fcn_tf.config.run_config.Config`, or ``None``
+            (default class names and colours).
+        config_dict: the raw config document; default ``config.to_dict()``.
+        normalization_source: where the normalisation came from (a sentence).
+    """
     outputs = int(model.output_shape[-1])
-    info = _class_info(2 if outputs == 1 else outputs, config)
+    info = class_info(model_classes(model), config)
     channels = int(model.input_shape[-1])
-    config_dict = None
-    if run_dir:
-        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-            config_dict = json.load(f)
+    if config_dict is None and config is not None:
+        config_dict = config.to_dict()
     return {
         "format_version": METADATA_VERSION,
         "model_name": config.model.name if config else model.name,
@@ -201,6 +214,7 @@ def build_metadata(model, preprocessing, checkpoint, run_dir=None, tflite=None):
         "ignore_label": info["ignore_label"],
         "image_channels": channels,
         "normalization": preprocessing.to_dict(),
+        "normalization_source": normalization_source or "the exporting program",
         "signatures": {
             SIGNATURE_IMAGES: {"inputs": {"images": "uint8 [batch, height, width, 3] RGB"},
                                "outputs": {"class_ids": "int32 [batch, height, width]",
@@ -212,7 +226,7 @@ def build_metadata(model, preprocessing, checkpoint, run_dir=None, tflite=None):
         },
         "grayscale_input": ("3-channel RGB converted to luma inside the graph"
                             if channels == 1 else None),
-        "tflite": tflite,
+        "tflite": None,
         "source_checkpoint": os.path.abspath(checkpoint),
         "training_config": config_dict,
     }
@@ -228,86 +242,166 @@ def _folder_size(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def export_model(checkpoint_path, export_dir, overwrite=False, tflite=False,
-                 metadata_from_run=None, tflite_precision="float32", tflite_size=None,
-                 precision=None, jit_compile=False, verbose=0):
+def _inside(path, folder):
+    """Whether ``path`` is ``folder`` or lies inside it."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_replaceable(out, sources=()):
+    """Raise unless ``out`` may be replaced by an export.
+
+    Only a SavedModel export (``saved_model.pb`` and ``metadata.json``) is ever
+    replaced, and never one that holds one of ``sources`` (the checkpoint or
+    run folder being exported).
+    """
+    for source in sources:
+        if source and _inside(source, out):
+            raise ValueError(
+                f"out {out} holds the model being exported ({source}); replacing it would "
+                "delete the source. Choose another folder (e.g. RUN/export)."
+            )
+    if not (is_saved_model(out) and os.path.isfile(os.path.join(out, METADATA_FILE))):
+        raise FileExistsError(
+            f"out {out} exists and is not a SavedModel export (no saved_model.pb and "
+            f"{METADATA_FILE}); overwrite only ever replaces an export. Choose a new folder "
+            "or remove this one yourself."
+        )
+
+
+def remove_stale_temporaries(out):
+    """Delete ``.tmp-*`` / ``.old-*`` folders that an export killed mid-way left next to ``out``.
+
+    Only folders named after ``out`` whose writing process is no longer
+    running are removed. Returns the removed paths.
+    """
+    parent, name = os.path.split(os.path.abspath(out))
+    pattern = re.compile(rf"^(?:{re.escape(TMP_PREFIX)}{re.escape(name)}|{re.escape(name)}"
+                         r"\.old)-(\d+)(?:-|$)")
+    removed = []
+    for entry in os.listdir(parent) if os.path.isdir(parent) else ():
+        match = pattern.match(entry)
+        if match and not pid_alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            removed.append(os.path.join(parent, entry))
+    return removed
+
+
+def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=False,
+                 tflite_precision="float32", tflite_size=None, precision=None,
+                 jit_compile=False, sources=()):
+    """Export an in-memory Keras model as a SavedModel folder ``out``.
+
+    Args:
+        model: the Keras model (on normalised images).
+        preprocessing: its :class:`~fcn_tf.preprocessing.Preprocessing`.
+        metadata: the metadata dict (:func:`export_metadata`).
+        out: the SavedModel folder to create.
+        overwrite: replace ``out`` if it is an earlier export (else raise).
+        tflite: also write ``model.tflite``.
+        tflite_precision: ``float32``, ``float16`` or ``int8`` (dynamic range).
+        tflite_size: ``(height, width)`` of the TFLite input; default 256 x 256.
+        precision: the SavedModel's compute precision, one of
+            :data:`fcn_tf.precision.PRECISIONS`; ``None`` keeps the model's.
+            ``mixed_bfloat16`` serves about 2x faster on CPUs with bf16 units.
+        jit_compile: compile the served network with XLA (recompiles for
+            every new input size; worth it only for a few fixed sizes).
+        sources: paths ``out`` must never hold (the checkpoint, its run folder).
+
+    Returns:
+        A dict with the export path and file sizes.
+
+    Example:
+        >>> export_model(model, preprocessing, export_metadata(model, preprocessing,
+        ...              "best.keras"), "models/seg/1")              # doctest: +SKIP
+    """
+    out = os.path.abspath(out)
+    if os.path.exists(out):
+        if not overwrite:
+            raise FileExistsError(
+                f"out {out} already exists. Pass overwrite=True to replace it, or choose "
+                "a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. models/seg/2)."
+            )
+        check_replaceable(out, sources)
+    if precision is not None:
+        model = with_precision(model, precision)
+    channels = int(model.input_shape[-1])
+    preprocessing = preprocessing.for_channels(channels)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_temporaries(out)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f"{TMP_PREFIX}{os.path.basename(out)}-{os.getpid()}-")
+    try:
+        module = export_saved_model(model, preprocessing, tmp, channels, jit_compile)
+        metadata = dict(metadata, precision=_model_precision(model), jit_compile=bool(jit_compile))
+        if tflite:
+            size = tuple(tflite_size or (256, 256))
+            tflite_model = float32_copy(model)
+            if tflite_model is not model:
+                module = _serving_module(tflite_model, preprocessing, channels)
+            data = convert_tflite(module, size, tflite_precision)
+            with open(os.path.join(tmp, TFLITE_FILE), "wb") as f:
+                f.write(data)
+            metadata["tflite"] = {"file": TFLITE_FILE, "precision": tflite_precision,
+                                  "input": f"uint8 [1, {size[0]}, {size[1]}, 3] RGB",
+                                  "outputs": ["class_ids", "probabilities"]}
+        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2)
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = {"export_dir": out, "normalization_source": metadata.get("normalization_source"),
+              "saved_model_bytes": _folder_size(out)}
+    if tflite:
+        result["tflite_bytes"] = os.path.getsize(os.path.join(out, TFLITE_FILE))
+        result["saved_model_bytes"] -= result["tflite_bytes"]
+    return result
+
+
+def export_checkpoint(checkpoint_path, export_dir, overwrite=False, tflite=False,
+                      metadata_from_run=None, tflite_precision="float32", tflite_size=None,
+                      precision=None, jit_compile=False, verbose=0):
     """Export a ``.keras`` checkpoint (or run folder) as a SavedModel in ``export_dir``.
+
+    The path-based wrapper of :func:`export_model` used by the CLI: it loads
+    the checkpoint, its run folder's config and normalisation, and refuses to
+    replace a folder that holds them.
 
     Args:
         checkpoint_path: a ``.keras`` file or a run folder (its best.keras).
         export_dir: the SavedModel folder to create.
-        overwrite: replace ``export_dir`` if it exists (else raise).
-        tflite: also write ``model.tflite``.
         metadata_from_run: the run folder whose config.json and
             preprocessing.json describe the model; default: the checkpoint's.
-        tflite_precision: ``float32``, ``float16`` or ``int8`` (dynamic range).
-        tflite_size: ``(height, width)`` of the TFLite input; default the
-            config's ``data.crop_size``, else 256 x 256.
-        precision: the SavedModel's compute precision, one of
-            :data:`fcn_tf.precision.PRECISIONS`; ``None`` keeps the
-            checkpoint's (its training ``precision``). ``mixed_bfloat16``
-            serves about 2x faster on CPUs with bf16 units.
-        jit_compile: compile the served network with XLA (recompiles for
-            every new input size; worth it only for a few fixed sizes).
-
-    Returns:
-        A dict with the export path, preprocessing source and file sizes.
+        tflite_size: default the config's ``data.crop_size``, else 256 x 256.
+        overwrite, tflite, tflite_precision, precision, jit_compile: as
+            :func:`export_model`.
     """
-    import keras
-
-    from fcn_tf.inference import resolve_checkpoint, resolve_preprocessing
-
     export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and not overwrite:
-        raise FileExistsError(
-            f"--out {export_dir} already exists. Pass --overwrite to replace it, or choose "
-            "a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. models/seg/2)."
-        )
     checkpoint = resolve_checkpoint(checkpoint_path)
     run_dir = metadata_from_run or find_run_dir(checkpoint_path)
+    sources = [checkpoint, checkpoint_path] + ([run_dir] if run_dir else [])
+    if os.path.exists(export_dir):
+        if not overwrite:
+            raise FileExistsError(
+                f"out {export_dir} already exists. Pass overwrite=True to replace it, or "
+                "choose a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. "
+                "models/seg/2)."
+            )
+        check_replaceable(export_dir, sources)
     model = keras.models.load_model(checkpoint, compile=False)
-    if precision is not None:
-        model = with_precision(model, precision)
+    config_dict = read_config_dict(run_dir) if run_dir else None
+    config = read_run_config(run_dir, config_dict) if run_dir else None
     channels = int(model.input_shape[-1])
-    config = read_run_config(run_dir) if run_dir else None
     preprocessing, source = resolve_preprocessing(run_dir or checkpoint_path, model, config,
                                                   channels)
     if verbose:
         print(f"Normalisation {preprocessing.to_dict()} from {source}", flush=True)
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(export_dir)}-")
-    try:
-        module = export_saved_model(model, preprocessing, tmp, channels, jit_compile)
-        tflite_info = None
-        if tflite:
-            size = tuple(tflite_size or (config.data.crop_size if config else (256, 256)))
-            tflite_model = float32_copy(model)
-            if tflite_model is not model:
-                module = _serving_module(tflite_model, preprocessing.for_channels(channels),
-                                         channels)
-            data = convert_tflite(module, size, tflite_precision)
-            with open(os.path.join(tmp, TFLITE_FILE), "wb") as f:
-                f.write(data)
-            tflite_info = {"file": TFLITE_FILE, "precision": tflite_precision,
-                           "input": f"uint8 [1, {size[0]}, {size[1]}, 3] RGB",
-                           "outputs": ["class_ids", "probabilities"]}
-        metadata = build_metadata(model, preprocessing, checkpoint, run_dir, tflite_info)
-        metadata["normalization_source"] = source
-        metadata["precision"] = _model_precision(model)
-        metadata["jit_compile"] = bool(jit_compile)
-        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
-        _replace_folder(tmp, export_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    result = {"export_dir": export_dir, "normalization_source": source,
-              "saved_model_bytes": _folder_size(export_dir)}
-    if tflite:
-        result["tflite_bytes"] = os.path.getsize(os.path.join(export_dir, TFLITE_FILE))
-        result["saved_model_bytes"] -= result["tflite_bytes"]
-    return result
+    metadata = export_metadata(model, preprocessing, checkpoint, config, config_dict, source)
+    size = tflite_size or (config.data.crop_size if config else None)
+    return export_model(model, preprocessing, metadata, export_dir, overwrite=overwrite,
+                        tflite=tflite, tflite_precision=tflite_precision, tflite_size=size,
+                        precision=precision, jit_compile=jit_compile, sources=sources)
 
 
 def _replace_folder(source, target):
@@ -345,12 +439,13 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     try:
-        result = export_model(args.checkpoint, args.out, overwrite=args.overwrite,
+        result = export_checkpoint(args.checkpoint, args.out, overwrite=args.overwrite,
                               tflite=args.tflite, tflite_precision=args.tflite_precision,
                               tflite_size=args.tflite_size, precision=args.precision,
                               jit_compile=args.jit_compile, verbose=1)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        return report_error(error)
+    except (FileExistsError, FileNotFoundError, ValueError, OSError) as error:
+        return report_error(error, {"out": "--out", "checkpoint": "--checkpoint",
+                                    "overwrite": "--overwrite"})
     print(f"SavedModel: {result['export_dir']} ({result['saved_model_bytes'] / 2**20:.2f} MiB)")
     if "tflite_bytes" in result:
         print(f"TFLite: {os.path.join(result['export_dir'], TFLITE_FILE)} "

@@ -1,11 +1,11 @@
-"""Shared inference: test-time augmentation and sliding windows, plus model loading.
+"""Shared inference: test-time augmentation and sliding windows.
 
 Everything here works on a *logits function* ``fn(images) -> logits``: a
 batch ``[B, h, w, C]`` of float32 images in, ``[B, h, w, K]`` float32 logits
 out. For a Keras model on normalised images that is the model itself; for
-raw pixels it is normalisation followed by the model (:func:`load_for_inference`
-builds one from a ``.keras`` checkpoint, a run folder or an exported
-SavedModel).
+raw pixels it is normalisation followed by the model
+(:func:`fcn_tf.runs.load_for_inference` builds one from a ``.keras``
+checkpoint, a run folder or an exported SavedModel).
 
 - :func:`tta_logits`: logits averaged over scales and a horizontal flip
   (each variant's logits resized back to the input size, bilinearly).
@@ -28,16 +28,11 @@ Example:
 """
 
 import dataclasses
-import json
-import os
 
 import numpy as np
+import tensorflow as tf
 
 WEIGHTINGS = ("taper", "average")
-KERAS_SUFFIX = ".keras"
-METADATA_FILE = "metadata.json"
-PREPROCESSING_FILE = "preprocessing.json"
-RUN_CONFIG_FILE = "config.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +96,6 @@ class InferenceOptions:
 
 
 def _resize(images, size):
-    import tensorflow as tf
-
     return tf.image.resize(images, size, method="bilinear").numpy()
 
 
@@ -229,185 +222,3 @@ def logits_to_probabilities(logits):
         return np.concatenate([1.0 - p, p], axis=-1)
     shifted = np.exp(logits - logits.max(-1, keepdims=True))
     return shifted / shifted.sum(-1, keepdims=True)
-
-
-# --- finding checkpoints, run folders and preprocessing -----------------------
-
-
-def find_run_dir(path):
-    """The run folder of a checkpoint: the folder itself, its parent or grandparent.
-
-    A run folder is one holding ``config.json``; ``None`` when there is none.
-    """
-    path = os.path.abspath(path)
-    candidates = [path] if os.path.isdir(path) else []
-    parent = os.path.dirname(path)
-    candidates += [parent, os.path.dirname(parent)]
-    for folder in candidates:
-        if os.path.isfile(os.path.join(folder, RUN_CONFIG_FILE)):
-            return folder
-    return None
-
-
-def resolve_checkpoint(path):
-    """A ``.keras`` file path from a ``.keras`` file or a run folder (its best.keras)."""
-    from fcn_tf.training.setup import resolve_checkpoint as resolve
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"--checkpoint {path}: no such file or folder. Give a .keras file or a run "
-            "folder (one with best.keras or checkpoints/)."
-        )
-    if os.path.isfile(path) and not path.endswith(KERAS_SUFFIX):
-        raise ValueError(
-            f"--checkpoint {path}: expected a .keras file or a run folder, received a "
-            f"file ending in {os.path.splitext(path)[1]!r}."
-        )
-    return resolve(path)
-
-
-def read_run_config(run_dir):
-    """The :class:`~fcn_tf.config.run_config.Config` stored in a run folder's config.json."""
-    from fcn_tf.config.run_config import parse_config
-
-    path = os.path.join(run_dir, RUN_CONFIG_FILE)
-    with open(path, encoding="utf-8") as f:
-        return parse_config(json.load(f), base_dir=run_dir, source=path)
-
-
-def backbone_of_model(model):
-    """The backbone name encoded in a built model's name (``fcn8s_vgg16`` -> ``vgg16``)."""
-    from fcn_tf.models import list_backbones, list_models
-
-    name = model.name
-    for arch in list_models():
-        for backbone in list_backbones(arch):
-            if name in (f"{arch}_{backbone}", arch):
-                return backbone if name != arch else list_backbones(arch)[0]
-    return None
-
-
-def resolve_preprocessing(checkpoint, model=None, config=None, channels=None):
-    """``(Preprocessing, source)`` for a checkpoint, and a sentence saying where it came from.
-
-    Looked up in order: ``preprocessing.json`` of the checkpoint's run folder
-    (the folder itself, or the folder holding the ``.keras`` file); the
-    backbone default of ``config.model`` or of the model's name.
-    """
-    from fcn_tf.models import default_preprocessing
-    from fcn_tf.preprocessing import Preprocessing
-
-    run_dir = find_run_dir(checkpoint)
-    if run_dir and os.path.isfile(os.path.join(run_dir, PREPROCESSING_FILE)):
-        path = os.path.join(run_dir, PREPROCESSING_FILE)
-        with open(path, encoding="utf-8") as f:
-            preprocessing = Preprocessing.from_dict(json.load(f))
-        return preprocessing.for_channels(channels or len(preprocessing.mean)), f"{path}"
-    backbone = None
-    if config is not None:
-        from fcn_tf.models import get_model_spec
-
-        backbone = config.model.backbone or get_model_spec(config.model.name).default_backbone
-    elif model is not None:
-        backbone = backbone_of_model(model)
-    if backbone is None:
-        raise ValueError(
-            f"{checkpoint}: no preprocessing.json in a run folder next to it and the backbone "
-            f"cannot be told from the model name {getattr(model, 'name', None)!r}. Keep the "
-            "checkpoint inside its run folder, or give the run config."
-        )
-    channels = channels or (config.data.image_channels if config is not None else 3)
-    return (default_preprocessing(backbone, channels),
-            f"the {backbone} backbone default (no preprocessing.json found next to {checkpoint})")
-
-
-# --- a model ready for raw pixels ---------------------------------------------
-
-
-@dataclasses.dataclass
-class InferenceModel:
-    """A segmentation model that takes raw pixels in [0, 255].
-
-    ``logits(pixels)`` maps float32 ``[B, H, W, image_channels]`` pixels to
-    ``[B, H, W, K]`` logits (K = 1 for a binary model), normalisation
-    included. ``info`` has ``class_names``, ``colors``, ``ignore_label``,
-    ``image_channels`` and ``num_classes``.
-    """
-
-    logits: object
-    info: dict
-    preprocessing: object
-    preprocessing_source: str
-    kind: str
-    path: str
-    keras_model: object = None
-    metadata: dict | None = None
-
-
-def _class_info(num_classes, config=None):
-    from fcn_tf.data.palette import default_class_names, default_colors
-
-    if config is not None:
-        data = config.data
-        return {"num_classes": data.num_classes, "class_names": list(data.class_names),
-                "colors": [list(c) for c in data.colors], "ignore_label": data.ignore_label,
-                "image_channels": data.image_channels}
-    return {"num_classes": num_classes, "class_names": default_class_names(num_classes),
-            "colors": [list(c) for c in default_colors(num_classes)], "ignore_label": 255,
-            "image_channels": None}
-
-
-def is_saved_model(path):
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
-
-
-def load_for_inference(path):
-    """An :class:`InferenceModel` from a ``.keras`` file, a run folder or an exported SavedModel."""
-    if is_saved_model(path):
-        return _load_saved_model(path)
-    import keras
-
-    checkpoint = resolve_checkpoint(path)
-    model = keras.models.load_model(checkpoint, compile=False)
-    run_dir = find_run_dir(path)
-    config = read_run_config(run_dir) if run_dir else None
-    channels = int(model.input_shape[-1])
-    outputs = int(model.output_shape[-1])
-    info = _class_info(2 if outputs == 1 else outputs, config)
-    info["image_channels"] = channels
-    preprocessing, source = resolve_preprocessing(path, model, config, channels)
-    mean, std = np.float32(preprocessing.mean), np.float32(preprocessing.std)
-
-    def logits(pixels):
-        x = (np.asarray(pixels, np.float32) - mean) / std
-        return np.asarray(model(x, training=False), np.float32)
-
-    return InferenceModel(logits, info, preprocessing, source, "keras", checkpoint, model)
-
-
-def _load_saved_model(path):
-    import tensorflow as tf
-
-    from fcn_tf.preprocessing import Preprocessing
-
-    meta_path = os.path.join(path, METADATA_FILE)
-    if not os.path.isfile(meta_path):
-        raise FileNotFoundError(
-            f"{path}: a SavedModel without {METADATA_FILE}; export it with "
-            "python -m fcn_tf.export, which writes the class names and normalisation there."
-        )
-    with open(meta_path, encoding="utf-8") as f:
-        metadata = json.load(f)
-    loaded = tf.saved_model.load(path)
-    if not hasattr(loaded, "logits"):
-        raise ValueError(f"{path}: this SavedModel has no 'logits' function; re-export it "
-                         "with python -m fcn_tf.export.")
-
-    def logits(pixels):
-        return loaded.logits(tf.constant(np.asarray(pixels, np.float32))).numpy()
-
-    preprocessing = Preprocessing.from_dict(metadata["normalization"])
-    info = {k: metadata[k] for k in ("num_classes", "class_names", "colors", "ignore_label",
-                                     "image_channels")}
-    return InferenceModel(logits, info, preprocessing, f"{meta_path} (inside the graph)",
-                          "saved_model", path, metadata=metadata)

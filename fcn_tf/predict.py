@@ -20,9 +20,19 @@ import argparse
 import os
 import sys
 
+import cv2
 import numpy as np
+from PIL import Image
 
+from fcn_tf.inference import (
+    InferenceOptions,
+    logits_to_classes,
+    logits_to_probabilities,
+    sliding_window_bands,
+)
+from fcn_tf.runs import load_for_inference
 from fcn_tf.utils.cli import report_error
+from fcn_tf.visualize import overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_WINDOW = (512, 512)
@@ -51,8 +61,6 @@ def list_inputs(inputs):
 
 def read_rgb(path):
     """uint8 ``[H, W, 3]`` RGB of an image file (Pillow: PNG, JPEG, TIFF, ...)."""
-    from PIL import Image
-
     Image.MAX_IMAGE_PIXELS = None  # large aerial / scanned images are the point here
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"), np.uint8)
@@ -74,8 +82,6 @@ def segment_image(model, rgb, options, probabilities_path=None):
     with ``probabilities_path`` they are written as softmax to a ``.npy``
     memory map, so neither is ever held whole in memory.
     """
-    from fcn_tf.inference import logits_to_classes, logits_to_probabilities, sliding_window_bands
-
     pixels = to_model_channels(rgb, model.info["image_channels"])
     height, width = pixels.shape[:2]
     classes = np.zeros((height, width), np.uint8)
@@ -97,8 +103,6 @@ def segment_image(model, rgb, options, probabilities_path=None):
 
 def save_class_png(path, classes, colors):
     """A palette PNG: pixel values are class ids, the palette the class colours."""
-    from PIL import Image
-
     image = Image.fromarray(np.asarray(classes, np.uint8), mode="P")
     table = np.zeros((256, 3), np.uint8)
     table[: len(colors)] = np.asarray(colors, np.uint8)
@@ -108,10 +112,6 @@ def save_class_png(path, classes, colors):
 
 def save_overlay(path, rgb, classes, class_names, colors, alpha=0.5):
     """The colour mask over the image, with a legend strip of the classes present."""
-    import cv2
-
-    from fcn_tf.visualize import overlay
-
     picture = np.empty_like(rgb)
     for top in range(0, rgb.shape[0], 256):  # row blocks: no full-size float copies
         rows = slice(top, top + 256)
@@ -130,8 +130,6 @@ def save_overlay(path, rgb, classes, class_names, colors, alpha=0.5):
 
 def options_for(shape, window, overlap, scales, flip, max_pixels, window_batch):
     """:class:`InferenceOptions` for one image: whole image unless large or ``window`` given."""
-    from fcn_tf.inference import InferenceOptions
-
     height, width = shape[:2]
     if window is None and height * width > max_pixels:
         window = DEFAULT_WINDOW
@@ -140,8 +138,17 @@ def options_for(shape, window, overlap, scales, flip, max_pixels, window_batch):
 
 
 def predict_paths(model, paths, out_dir, *, window=None, overlap=0.5, scales=(1.0,), flip=False,
-                  probabilities=False, max_pixels=DEFAULT_MAX_PIXELS, window_batch=2, verbose=1):
-    """Segment every image in ``paths``; return the list of written files."""
+                  probabilities=False, max_pixels=DEFAULT_MAX_PIXELS, window_batch=2, verbose=1,
+                  skipped=None):
+    """Segment every image in ``paths``; return the list of written files.
+
+    Args:
+        skipped: a list; when given, an image that cannot be read is appended
+            to it as ``(path, reason)`` and the others are still segmented.
+            Without it the first unreadable image raises.
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"out_dir {out_dir} is a file; give a folder.")
     os.makedirs(out_dir, exist_ok=True)
     written = []
     stems = {}
@@ -150,7 +157,15 @@ def predict_paths(model, paths, out_dir, *, window=None, overlap=0.5, scales=(1.
         stems[stem] = stems.get(stem, 0) + 1
         if stems[stem] > 1:  # the same name in two input folders
             stem = f"{stem}-{stems[stem]}"
-        rgb = read_rgb(path)
+        try:
+            rgb = read_rgb(path)
+        except (OSError, ValueError) as error:
+            if skipped is None:
+                raise ValueError(f"INPUT {path}: not a readable image ({error}).") from None
+            skipped.append((path, str(error)))
+            if verbose:
+                print(f"[{number}/{len(paths)}] {path}: skipped, not a readable image", flush=True)
+            continue
         options = options_for(rgb.shape, window, overlap, scales, flip, max_pixels, window_batch)
         npy = os.path.join(out_dir, f"{stem}_probabilities.npy") if probabilities else None
         classes = segment_image(model, rgb, options, npy)
@@ -188,10 +203,10 @@ def main(argv=None):
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="larger images go through sliding windows")
     parser.add_argument("--window-batch", type=int, default=2, help="windows per model call")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="go on past images that cannot be read, list them, exit 1")
     args = parser.parse_args(argv)
-
-    from fcn_tf.inference import load_for_inference
-
+    skipped = [] if args.skip_invalid else None
     try:
         paths = list_inputs(args.inputs)
         model = load_for_inference(args.model)
@@ -199,10 +214,19 @@ def main(argv=None):
               f"from {model.preprocessing_source}", flush=True)
         predict_paths(model, paths, args.out, window=args.window, overlap=args.overlap,
                       scales=args.scales, flip=args.flip, probabilities=args.probabilities,
-                      max_pixels=args.max_pixels, window_batch=args.window_batch)
+                      max_pixels=args.max_pixels, window_batch=args.window_batch,
+                      skipped=skipped)
     except (FileNotFoundError, ValueError, OSError) as error:
-        return report_error(error)
-    print(f"Wrote {len(paths)} predictions to {args.out}")
+        return report_error(error, {"checkpoint": "--model", "model": "--model",
+                                    "out_dir": "--out", "window": "--window",
+                                    "overlap": "--overlap", "scales": "--scales",
+                                    "window_batch": "--window-batch"})
+    print(f"Wrote {len(paths) - len(skipped or [])} predictions to {args.out}")
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable file(s):", file=sys.stderr)
+        for path, reason in skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 import fcn_tf
-from fcn_tf.export import export_model
+from fcn_tf.export import export_checkpoint
 
 NUM_CLASSES = 3
 START_TIMEOUT_S = 120
@@ -21,7 +21,7 @@ def export_tiny_model(root):
     root.mkdir(parents=True, exist_ok=True)
     model.save(root / "tiny.keras")
     base = root / "tiny"
-    export_model(str(root / "tiny.keras"), str(base / "1"))
+    export_checkpoint(str(root / "tiny.keras"), str(base / "1"))
     return base
 
 

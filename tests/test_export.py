@@ -23,7 +23,7 @@ from fcn_tf.export import (
     SIGNATURE_BYTES,
     SIGNATURE_IMAGES,
     TFLITE_FILE,
-    export_model,
+    export_checkpoint,
 )
 from model_cases import CASES
 
@@ -157,7 +157,7 @@ def exported(tmp_path_factory):
         _randomise_zero_kernels(model, index)
         checkpoint = folder / "model.keras"
         model.save(checkpoint)
-        result = export_model(str(checkpoint), str(folder / "export"),
+        result = export_checkpoint(str(checkpoint), str(folder / "export"),
                               tflite=case in TFLITE_CASES, tflite_size=TFLITE_SIZE)
         with open(folder / "export" / METADATA_FILE) as f:
             metadata = json.load(f)
@@ -227,7 +227,7 @@ def test_tflite_float32_for_the_other_cases(tmp_path, case):
     model = fcn_tf.build_model(name, classes, backbone, **options)
     _randomise_zero_kernels(model, 0)
     model.save(tmp_path / "m.keras")
-    export_model(str(tmp_path / "m.keras"), str(tmp_path / "out"), tflite=True,
+    export_checkpoint(str(tmp_path / "m.keras"), str(tmp_path / "out"), tflite=True,
                  tflite_size=TFLITE_SIZE)
     metadata = json.loads((tmp_path / "out" / METADATA_FILE).read_text())
     images = np.random.default_rng(1).integers(0, 256, (1, *TFLITE_SIZE, 3), dtype=np.uint8)
@@ -295,7 +295,7 @@ def test_export_from_a_run_folder_uses_its_config_and_preprocessing(tmp_path):
 
     run_dir, config, _ = make_run_folder(tmp_path)
     out = tmp_path / "exported"
-    export_model(str(run_dir / "best.keras"), str(out), overwrite=True,
+    export_checkpoint(str(run_dir / "best.keras"), str(out), overwrite=True,
                  metadata_from_run=str(run_dir))
     metadata = json.loads((out / METADATA_FILE).read_text())
     assert metadata["normalization"] == {"mean": [10.0] * 3, "std": [200.0] * 3}
@@ -305,7 +305,8 @@ def test_export_from_a_run_folder_uses_its_config_and_preprocessing(tmp_path):
     assert "preprocessing.json" in metadata["normalization_source"]
 
 
-def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path, monkeypatch):
+def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path, monkeypatch,
+                                                                      capsys):
     import fcn_tf.export as export
 
     model = fcn_tf.build_model("unet", 2, base_filters=4, depth=2)
@@ -314,25 +315,71 @@ def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path
     out = tmp_path / "models" / "seg" / "1"
     out.mkdir(parents=True)
     (out / "keep.txt").write_text("old")
-    with pytest.raises(FileExistsError, match="already exists. Pass --overwrite"):
-        export_model(str(checkpoint), str(out))
+    with pytest.raises(FileExistsError, match="out .* already exists. Pass overwrite=True"):
+        export_checkpoint(str(checkpoint), str(out))
     assert export.main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "already exists. Pass --overwrite" in capsys.readouterr().err
 
     def broken(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
+    # A folder that is not an export is never replaced, even with --overwrite.
+    with pytest.raises(FileExistsError, match="not a SavedModel export"):
+        export_checkpoint(str(checkpoint), str(out), overwrite=True)
+    assert os.listdir(out) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    assert export.main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 0
     monkeypatch.setattr(export, "convert_tflite", broken)
     with pytest.raises(RuntimeError, match="converter crashed"):
-        export_model(str(checkpoint), str(out), overwrite=True, tflite=True)
-    assert os.listdir(out.parent) == ["1"] and os.listdir(out) == ["keep.txt"]  # untouched
+        export_checkpoint(str(checkpoint), str(out), overwrite=True, tflite=True)
+    assert os.listdir(out.parent) == ["1"] and "model.tflite" not in os.listdir(out)  # untouched
     fresh = tmp_path / "models" / "seg" / "2"
     with pytest.raises(RuntimeError):
-        export_model(str(checkpoint), str(fresh), tflite=True)
+        export_checkpoint(str(checkpoint), str(fresh), tflite=True)
     assert not fresh.exists() and sorted(os.listdir(out.parent)) == ["1"]
     monkeypatch.undo()
-    assert export.main(["--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
-    assert "saved_model.pb" in os.listdir(out) and "keep.txt" not in os.listdir(out)
+    assert export.main(["--checkpoint", str(checkpoint), "--out", str(out), "--overwrite",
+                        "--tflite", "--tflite-size", "16", "16"]) == 0
+    assert "saved_model.pb" in os.listdir(out) and "model.tflite" in os.listdir(out)
     assert sorted(os.listdir(out.parent)) == ["1"]
+
+
+def test_overwrite_never_replaces_the_run_folder_or_a_folder_holding_the_source(tmp_path, capsys):
+    import fcn_tf.export as export
+
+    from test_inference import make_run_folder
+
+    run_dir, _, _ = make_run_folder(tmp_path)
+    before = sorted(os.listdir(run_dir))
+    assert export.main(["--checkpoint", str(run_dir), "--out", str(run_dir), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "holds the model being exported" in err
+    assert sorted(os.listdir(run_dir)) == before
+    # An export folder that holds the checkpoint itself is refused as well.
+    out = tmp_path / "exp"
+    assert export.main(["--checkpoint", str(run_dir), "--out", str(out)]) == 0
+    os.replace(run_dir / "best.keras", out / "best.keras")
+    assert export.main(["--checkpoint", str(out / "best.keras"), "--out", str(out),
+                        "--overwrite"]) == 2
+    assert (out / "best.keras").exists()
+
+
+def test_stale_temporary_folders_of_a_killed_export_are_removed(tmp_path):
+    from fcn_tf.export import remove_stale_temporaries
+
+    model = fcn_tf.build_model("unet", 2, base_filters=4, depth=2)
+    model.save(tmp_path / "m.keras")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".tmp-out-{dead}-abc"
+    live = tmp_path / f".tmp-out-{os.getpid()}-xyz"
+    other = tmp_path / f".tmp-other-{dead}-abc"
+    for folder in (stale, live, other):
+        folder.mkdir()
+    export_checkpoint(str(tmp_path / "m.keras"), str(tmp_path / "out"))
+    assert not stale.exists() and live.exists() and other.exists()
+    assert remove_stale_temporaries(str(tmp_path / "other")) == [str(other)]
 
 
 @pytest.mark.parametrize("precision", ["float16", "int8"])
@@ -342,7 +389,7 @@ def test_tflite_reduced_precision_options_run(tmp_path, precision):
     model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
     checkpoint = tmp_path / "m.keras"
     model.save(checkpoint)
-    result = export_model(str(checkpoint), str(tmp_path / "out"), tflite=True,
+    result = export_checkpoint(str(checkpoint), str(tmp_path / "out"), tflite=True,
                           tflite_precision=precision, tflite_size=(32, 32))
     interpreter = tf.lite.Interpreter(str(tmp_path / "out" / TFLITE_FILE))
     images = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)

@@ -4,7 +4,7 @@ import numpy as np
 
 import fcn_tf
 import keras
-from fcn_tf.export import export_model, float32_copy
+from fcn_tf.export import export_checkpoint, float32_copy
 
 
 def _bf16_unet():
@@ -36,7 +36,7 @@ def test_tflite_export_of_a_bfloat16_checkpoint_runs(tmp_path):
     model = _bf16_unet()
     path = tmp_path / "bf16.keras"
     model.save(path)
-    result = export_model(str(path), str(tmp_path / "export"), tflite=True, tflite_size=(16, 20))
+    result = export_checkpoint(str(path), str(tmp_path / "export"), tflite=True, tflite_size=(16, 20))
     interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "export" / "model.tflite"))
     interpreter.allocate_tensors()
     pixels = np.random.default_rng(1).integers(0, 256, size=(1, 16, 20, 3), dtype=np.uint8)
@@ -61,7 +61,7 @@ def test_export_in_bfloat16_from_a_float32_checkpoint(tmp_path):
     model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
     path = tmp_path / "f32.keras"
     model.save(path)
-    export_model(str(path), str(tmp_path / "bf16"), precision="mixed_bfloat16")
+    export_checkpoint(str(path), str(tmp_path / "bf16"), precision="mixed_bfloat16")
     metadata = json.loads((tmp_path / "bf16" / "metadata.json").read_text())
     assert metadata["precision"] == "mixed_bfloat16"
     assert metadata["jit_compile"] is False
@@ -81,7 +81,7 @@ def test_export_with_xla_records_it_and_serves(tmp_path):
     model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
     path = tmp_path / "m.keras"
     model.save(path)
-    export_model(str(path), str(tmp_path / "xla"), jit_compile=True)
+    export_checkpoint(str(path), str(tmp_path / "xla"), jit_compile=True)
     assert json.loads((tmp_path / "xla" / "metadata.json").read_text())["jit_compile"] is True
     serve = tf.saved_model.load(str(tmp_path / "xla")).signatures["serving_default"]
     pixels = np.random.default_rng(3).integers(0, 256, size=(1, 16, 20, 3), dtype=np.uint8)

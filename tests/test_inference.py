@@ -14,16 +14,14 @@ import pytest
 
 from fcn_tf.inference import (
     InferenceOptions,
-    find_run_dir,
-    load_for_inference,
     predict_logits,
-    resolve_preprocessing,
     sliding_window_bands,
     sliding_window_logits,
     tta_logits,
     window_starts,
     window_weights,
 )
+from fcn_tf.runs import find_run_dir, load_for_inference, resolve_preprocessing
 from train_fixtures import tiny_config
 
 

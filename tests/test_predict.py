@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fcn_tf import predict
-from fcn_tf.export import export_model
+from fcn_tf.export import export_checkpoint
 from test_inference import make_run_folder
 
 
@@ -21,7 +21,7 @@ def run(tmp_path_factory):
     rng = np.random.default_rng(0)
     for name, (h, w) in {"small.png": (30, 41), "wide.jpg": (64, 150)}.items():
         cv2.imwrite(str(images / name), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    export_model(str(run_dir), str(tmp / "export"))
+    export_checkpoint(str(run_dir), str(tmp / "export"))
     return tmp, run_dir, config, model, images
 
 

@@ -199,8 +199,8 @@ def bench_agreement(run, args):
     import numpy as np
 
     from fcn_tf.data.pipeline import build_dataset
-    from fcn_tf.inference import (find_run_dir, logits_to_classes, read_run_config,
-                                  resolve_checkpoint, resolve_preprocessing)
+    from fcn_tf.inference import logits_to_classes
+    from fcn_tf.runs import find_run_dir, read_run_config, resolve_checkpoint, resolve_preprocessing
     from fcn_tf.precision import with_precision
 
     checkpoint = resolve_checkpoint(run)

@@ -101,6 +101,9 @@ class TrainConfig:
     freeze_backbone_epochs: int = _f(0, min=0, help="train only the head for this many epochs")
     seed: int = _f(0, help="seed of initialisation, data order and augmentation")
     check_dataset: bool = _f(True, help="run the cheap dataset checks before training")
+    divergence_factor: float | None = _f(
+        100.0, min=1.0, help="stop when the running loss exceeds this many times the first "
+        "epoch's loss (NaN and infinite losses always stop); null turns the ratio check off")
 
 
 @dataclasses.dataclass

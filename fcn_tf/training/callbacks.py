@@ -6,14 +6,18 @@ import os
 import keras
 import numpy as np
 
-from fcn_tf.training.run_dir import atomic_save_model, atomic_write_json, read_state
-
-CHECKPOINT_DIR = "checkpoints"
-BEST = "best.keras"
+from fcn_tf.runs.files import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    STATE_FILE,
+    atomic_save_model,
+    atomic_write_json,
+)
+from fcn_tf.runs.folder import read_state
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite, or far larger than in the first epoch."""
 
 
 class RunState(keras.callbacks.Callback):
@@ -49,14 +53,14 @@ class RunState(keras.callbacks.Callback):
             self.state["best"] is None or float(score) > self.state["best"]
         )
         if improved:
-            atomic_save_model(self.model, os.path.join(self.run_dir, BEST))
+            atomic_save_model(self.model, os.path.join(self.run_dir, BEST_CHECKPOINT))
             self.state["best"] = float(score)
             self.state["best_epoch"] = epoch + 1
         previous = self.state.get("checkpoint")
         row = {"epoch": epoch + 1, **{k: _to_float(v) for k, v in logs.items()}}
         self.state["history"] = [h for h in self.state["history"] if h["epoch"] <= epoch] + [row]
         self.state.update(epochs_completed=epoch + 1, checkpoint=f"{CHECKPOINT_DIR}/{name}")
-        atomic_write_json(os.path.join(self.run_dir, "state.json"), self.state)
+        atomic_write_json(os.path.join(self.run_dir, STATE_FILE), self.state)
         if previous and previous != self.state["checkpoint"]:
             old = os.path.join(self.run_dir, previous)
             if os.path.exists(old):
@@ -64,7 +68,7 @@ class RunState(keras.callbacks.Callback):
 
     def mark_finished(self, **extra):
         self.state.update(finished=True, **extra)
-        atomic_write_json(os.path.join(self.run_dir, "state.json"), self.state)
+        atomic_write_json(os.path.join(self.run_dir, STATE_FILE), self.state)
 
 
 def _to_float(value):
@@ -75,27 +79,46 @@ def _to_float(value):
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stop at the first non-finite loss and remember where it happened."""
+    """Stops training when the loss diverges: NaN, infinite, or ``factor`` x the first epoch's.
 
-    def __init__(self):
+    Args:
+        reference: a callable giving the first epoch's mean loss, or ``None``
+            while the first epoch runs (the ratio is then not checked).
+        factor: the largest allowed ratio of the running loss to the
+            reference; ``None`` checks only NaN and infinity.
+    """
+
+    def __init__(self, reference=lambda: None, factor=100.0):
         super().__init__()
         self.epoch = 0
         self.failure = None
+        self.reference = reference
+        self.factor = factor
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.failure = (self.epoch + 1, batch + 1, float(loss))
+        if loss is None:
+            return
+        loss = float(loss)
+        reference = self.reference() if self.factor else None
+        too_large = (reference is not None and math.isfinite(reference) and reference > 0
+                     and loss > self.factor * reference)
+        if not math.isfinite(loss) or too_large:
+            self.failure = (self.epoch + 1, batch + 1, loss, reference if too_large else None)
             self.model.stop_training = True
 
-    def message(self, run_dir):
-        epoch, step, value = self.failure
+    def message(self, run_dir, checkpoint_kept):
+        epoch, step, value, reference = self.failure
+        what = (f"the loss became {value}" if reference is None else
+                f"the loss reached {value:.4g}, more than {self.factor:g}x the first epoch's "
+                f"{reference:.4g} (train.divergence_factor)")
+        kept = (f"The last good checkpoint is kept in {run_dir}." if checkpoint_kept else
+                f"No checkpoint was written yet (the run folder {run_dir} has none).")
         return (
-            f"Training diverged: the loss became {value} at epoch {epoch}, step {step}. "
-            f"The last good checkpoint is kept in {run_dir}. Try a lower "
+            f"Training diverged: {what} at epoch {epoch}, step {step}. {kept} Try a lower "
             "train.learning_rate, gradient clipping (train.global_clipnorm: 1.0), "
             "train.warmup_epochs, or precision float32; check the data with "
             "`python -m fcn_tf.data verify CONFIG`."

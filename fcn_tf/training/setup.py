@@ -12,6 +12,7 @@ import keras
 from fcn_tf.config import ConfigError
 from fcn_tf.losses import BINARY_LOSSES, build_loss
 from fcn_tf.metrics import MeanIoU, PixelAccuracy
+from fcn_tf.runs import resolve_checkpoint
 from fcn_tf.models import build_model, default_preprocessing, get_model_spec
 from fcn_tf.schedules import WarmupSchedule
 
@@ -101,26 +102,6 @@ def initialise_weights(model, config):
     if config.model.init_checkpoint:
         transfer_matching_weights(resolve_checkpoint(config.model.init_checkpoint), model)
     return preprocessing
-
-
-def resolve_checkpoint(path):
-    """A ``.keras`` file, or a run folder (its ``best.keras``, else the last checkpoint)."""
-    if os.path.isdir(path):
-        from fcn_tf.training.run_dir import read_state
-
-        best = os.path.join(path, "best.keras")
-        if os.path.exists(best):
-            return best
-        state = read_state(path)
-        if state and state.get("checkpoint"):
-            return os.path.join(path, state["checkpoint"])
-        raise FileNotFoundError(
-            f"Run folder {path} has no best.keras and no checkpoint yet; train it first "
-            "or give a .keras file."
-        )
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Checkpoint not found: {path}.")
-    return path
 
 
 def transfer_matching_weights(source_path, model):

@@ -16,7 +16,28 @@ import time
 
 import keras
 
-from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.data import build_dataset, dataset_info, split_files
+from fcn_tf.evaluation import evaluate_split
+from fcn_tf.export import export_metadata, export_model
+from fcn_tf.visualize import denormalize, predict_classes, save_curves, save_prediction_grid
+from fcn_tf.config import ConfigError
+from fcn_tf.precision import resolve_precision
+from fcn_tf.backbones import backbone_layers
+from fcn_tf.runs import RunLock, choose_run_dir, create_run_dir, read_preprocessing, read_state
+from fcn_tf.runs.files import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    CURVES_FILE,
+    EXPORT_DIR,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    PREPROCESSING_FILE,
+    TENSORBOARD_DIR,
+    WORKERS_DIR,
+    atomic_write_json,
+    atomic_write_text,
+)
 from fcn_tf.training import setup
 from fcn_tf.training.jit import choose_jit_compile
 from fcn_tf.training.multi_worker import patched_fit
@@ -27,15 +48,6 @@ from fcn_tf.training.callbacks import (
     StopOnNaN,
     TrainingDiverged,
 )
-from fcn_tf.training.run_dir import (
-    CONFIG_FILE,
-    atomic_write_json,
-    atomic_write_text,
-    choose_run_dir,
-    read_state,
-)
-
-PREPROCESSING_FILE = "preprocessing.json"
 
 
 @dataclasses.dataclass
@@ -56,8 +68,6 @@ def epoch_datasets(config, first_epoch, last_epoch, steps, preprocessing, input_
     ``tf.distribute`` one pipeline feeds several replicas, one per-replica
     batch each per step, so it yields ``steps * replicas_per_pipeline`` batches.
     """
-    from fcn_tf.data import build_dataset
-
     if input_context is not None:
         steps *= input_context.num_replicas_in_sync // input_context.num_input_pipelines
     chain = None
@@ -93,7 +103,7 @@ def _worker_output_dir(config):
     chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
     if chief:
         return config.output.dir
-    return os.path.join(config.output.dir, ".workers", f"{kind}-{index}")
+    return os.path.join(config.output.dir, WORKERS_DIR, f"{kind}-{index}")
 
 
 def _steps_per_epoch(config, train_count):
@@ -109,8 +119,6 @@ def _steps_per_epoch(config, train_count):
 
 
 def _set_precision(precision, verbose):
-    from fcn_tf.precision import resolve_precision
-
     policy, reason = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)
     if verbose and precision != policy:
@@ -126,16 +134,12 @@ def _compile(model, config, optimizer, loss, jit_compile):
 
 
 def _set_backbone_trainable(model, config, trainable):
-    from fcn_tf.backbones import backbone_layers
-
     for layer in backbone_layers(model, setup.backbone_name(config)):
         layer.trainable = trainable
 
 
 def _sample_batch(config, preprocessing, count):
     """A few validation (or training) images and masks for pictures."""
-    from fcn_tf.data import build_dataset
-
     split = config.train.validation_split or "train"
     ds = build_dataset(config.data, split, training=False, batch_size=1, preprocessing=preprocessing)
     images, masks = [], []
@@ -151,20 +155,29 @@ def train(config, *, fresh=False, verbose=1):
     Returns a :class:`TrainResult`. Raises :class:`TrainingDiverged` when the
     loss stops being finite (the last good checkpoint is kept).
     """
-    from fcn_tf.data import dataset_info, split_files
-
     start = time.time()
     setup.preflight(config)
     effective = config.to_dict()
     parent = _worker_output_dir(config)
-    run_dir, resuming = choose_run_dir(parent, config.output.name, effective, fresh)
-    if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
-        atomic_write_json(os.path.join(run_dir, CONFIG_FILE), effective)
-    state = read_state(run_dir) or {}
-    done = int(state.get("epochs_completed", 0))
-    action = f"Resuming after epoch {done}" if resuming else "Starting"
-    print(f"{action}: run folder {run_dir}", flush=True)
+    try:
+        run_dir, resuming = choose_run_dir(parent, config.output.name, effective, fresh,
+                                           create=False)
+    except (NotADirectoryError, PermissionError) as error:
+        raise ConfigError(f"output.dir: {error}") from None
+    new_folder = not os.path.exists(run_dir)
+    # An existing folder is locked before its state is read; a new one is made
+    # (and locked) only once every check that can fail has passed.
+    lock = None if new_folder else RunLock(run_dir).acquire()
+    try:
+        return _train_in(config, run_dir, resuming, new_folder, lock, effective, start, verbose)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train_in(config, run_dir, resuming, new_folder, lock, effective, start, verbose):
+    state = ({} if new_folder else read_state(run_dir)) or {}
+    done = int(state.get("epochs_completed", 0))
     keras.utils.set_random_seed(config.train.seed)
     precision = _set_precision(config.train.precision, verbose)
     info = dataset_info(config.data)
@@ -177,19 +190,35 @@ def train(config, *, fresh=False, verbose=1):
         if resuming and state.get("checkpoint"):
             model = keras.models.load_model(os.path.join(run_dir, state["checkpoint"]), compile=True)
             optimizer = model.optimizer
+            preprocessing = read_preprocessing(run_dir)
         else:
             model = setup.build_model_from_config(config)
             preprocessing = setup.initialise_weights(model, config)
-            atomic_write_json(os.path.join(run_dir, PREPROCESSING_FILE), preprocessing.to_dict())
             optimizer = setup.build_optimizer(config, steps)
             optimizer.build(model.trainable_variables)
-    with open(os.path.join(run_dir, PREPROCESSING_FILE), encoding="utf-8") as f:
-        preprocessing = Preprocessing.from_dict(json.load(f))
+    if new_folder:
+        create_run_dir(run_dir)
+        lock = RunLock(run_dir).acquire()
+    try:
+        return _fit_in(config, run_dir, resuming, state, done, model, optimizer, loss,
+                       preprocessing, info, steps, strategy, precision, epochs, effective, start,
+                       verbose)
+    finally:
+        if new_folder:
+            lock.release()
+
+
+def _fit_in(config, run_dir, resuming, state, done, model, optimizer, loss, preprocessing, info,
+            steps, strategy, precision, epochs, effective, start, verbose):
+    if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        atomic_write_json(os.path.join(run_dir, CONFIG_FILE), effective)
+    if not (resuming and state.get("checkpoint")):
+        atomic_write_json(os.path.join(run_dir, PREPROCESSING_FILE), preprocessing.to_dict())
+    action = f"Resuming after epoch {done}" if resuming else "Starting"
+    print(f"{action}: run folder {run_dir}", flush=True)
 
     val = None
     if config.train.validation_split:
-        from fcn_tf.data import build_dataset
-
         val = _distributed(strategy, lambda ctx: build_dataset(
             config.data, config.train.validation_split, training=False,
             batch_size=config.train.batch_size, preprocessing=preprocessing, input_context=ctx,
@@ -205,10 +234,11 @@ def train(config, *, fresh=False, verbose=1):
     jit_compile = run_state.state["jit_compile"]["jit_compile"]
     if verbose and config.train.jit_compile == "auto":
         print(f"train.jit_compile {run_state.state['jit_compile']['reason']}", flush=True)
-    nan_stop = StopOnNaN()
+    nan_stop = StopOnNaN(lambda: _first_epoch_loss(run_state.state),
+                         config.train.divergence_factor)
     callbacks = [LearningRateLogger(), nan_stop, run_state, _HistoryFiles(run_dir, run_state)]
     if config.output.tensorboard:
-        log_dir = os.path.join(run_dir, "tensorboard")
+        log_dir = os.path.join(run_dir, TENSORBOARD_DIR)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False))
         if config.output.sample_images:
             images, masks = _sample_batch(config, preprocessing, min(2, config.output.sample_images))
@@ -241,7 +271,8 @@ def train(config, *, fresh=False, verbose=1):
                 validation_data=val, callbacks=callbacks, verbose=verbose, shuffle=False,
             )
         if nan_stop.failure:
-            raise TrainingDiverged(nan_stop.message(run_dir))
+            raise TrainingDiverged(nan_stop.message(
+                run_dir, checkpoint_kept=bool(run_state.state.get("checkpoint"))))
 
     metrics = finish_run(run_dir, config, run_state, preprocessing, info, verbose)
     seconds = time.time() - start
@@ -250,6 +281,13 @@ def train(config, *, fresh=False, verbose=1):
         print(f"Finished in {seconds:.0f} s: {run_dir}", flush=True)
     return TrainResult(run_dir, run_state.state["epochs_completed"], run_state.state["best"],
                        metrics, seconds, resuming)
+
+
+def _first_epoch_loss(state):
+    """The mean training loss of the run's first epoch, once it has one."""
+    history = state.get("history") or []
+    loss = history[0].get("loss") if history else None
+    return loss if isinstance(loss, float) else None
 
 
 class _HistoryFiles(keras.callbacks.Callback):
@@ -265,8 +303,6 @@ class _HistoryFiles(keras.callbacks.Callback):
 
 
 def write_history(run_dir, history):
-    from fcn_tf.visualize import save_curves
-
     if not history:
         return
     keys = ["epoch"] + sorted({k for row in history for k in row} - {"epoch"})
@@ -275,22 +311,19 @@ def write_history(run_dir, history):
                  else str(row[k]) for k in keys)
         for row in history
     ]
-    atomic_write_text(os.path.join(run_dir, "history.csv"), "\n".join(lines) + "\n")
-    save_curves(os.path.join(run_dir, "curves.png"), history)
+    atomic_write_text(os.path.join(run_dir, HISTORY_FILE), "\n".join(lines) + "\n")
+    save_curves(os.path.join(run_dir, CURVES_FILE), history)
 
 
 def finish_run(run_dir, config, run_state, preprocessing, info, verbose=1):
     """Evaluate the best model, draw predictions, and export if asked; return metrics."""
-    from fcn_tf.evaluation import evaluate_split
-    from fcn_tf.visualize import denormalize, predict_classes, save_prediction_grid
-
-    best = os.path.join(run_dir, "best.keras")
+    best = os.path.join(run_dir, BEST_CHECKPOINT)
     path = best if os.path.exists(best) else os.path.join(run_dir, run_state.state["checkpoint"])
     model = keras.models.load_model(path, compile=False)
     metrics = {}
     if config.eval.split:
         metrics = evaluate_split(model, config, preprocessing, config.eval.split, verbose=verbose)
-        atomic_write_json(os.path.join(run_dir, "metrics.json"), metrics)
+        atomic_write_json(os.path.join(run_dir, METRICS_FILE), metrics)
         if verbose:
             print(f"{config.eval.split}: mean IoU {metrics['mean_iou']:.4f}, pixel accuracy "
                   f"{metrics['pixel_accuracy']:.4f}", flush=True)
@@ -299,16 +332,15 @@ def finish_run(run_dir, config, run_state, preprocessing, info, verbose=1):
         if images:
             predictions = [predict_classes(model, image[None])[0] for image in images]
             save_prediction_grid(
-                os.path.join(run_dir, "predictions.png"),
+                os.path.join(run_dir, PREDICTIONS_FILE),
                 [denormalize(i, preprocessing) for i in images], masks, predictions,
                 info.class_names, info.colors, info.ignore_label,
             )
     if config.export.enabled:
-        from fcn_tf.export import export_model
-
-        export_dir = os.path.join(run_dir, "export")
-        export_model(path, export_dir, overwrite=True, tflite=config.export.tflite,
-                     metadata_from_run=run_dir)
+        export_dir = os.path.join(run_dir, EXPORT_DIR)
+        export_model(model, preprocessing, export_metadata(model, preprocessing, path, config),
+                     export_dir, overwrite=True, tflite=config.export.tflite,
+                     tflite_size=config.data.crop_size)
         if verbose:
             print(f"Exported SavedModel to {export_dir}", flush=True)
     return metrics

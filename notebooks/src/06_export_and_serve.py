@@ -2,7 +2,7 @@
 # # 6. Export and serve
 #
 # A trained run folder holds a Keras checkpoint (`best.keras`) that expects
-# *normalised* float images. For serving, `fcn_tf.export.export_model` (the
+# *normalised* float images. For serving, `fcn_tf.export.export_checkpoint` (the
 # library function behind `python -m fcn_tf.export --checkpoint RUN --out DIR
 # --tflite`) writes a TensorFlow SavedModel with the normalisation inside the
 # graph, so clients send raw pixels:
@@ -37,8 +37,8 @@ import tensorflow as tf
 import fcn_tf
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
-from fcn_tf.export import export_model
-from fcn_tf.inference import load_for_inference
+from fcn_tf.export import export_checkpoint
+from fcn_tf.runs import load_for_inference
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.training.trainer import train
 from fcn_tf.visualize import colorize
@@ -64,7 +64,7 @@ print(f"trained {result.epochs_completed} short epoch(s): val mean IoU {result.m
 # %% [markdown]
 # ## Export
 #
-# `export_model` accepts a run folder (it takes `best.keras`) or a `.keras`
+# `export_checkpoint` accepts a run folder (it takes `best.keras`) or a `.keras`
 # file; `metadata_from_run` names the run whose `config.json` and
 # `preprocessing.json` describe the model. The export is written to a
 # temporary folder and renamed into place, so a failed export leaves nothing
@@ -72,7 +72,7 @@ print(f"trained {result.epochs_completed} short epoch(s): val mean IoU {result.m
 
 # %%
 export_dir = workdir / "export" / "1"  # TensorFlow Serving wants MODEL/VERSION
-info = export_model(str(run_dir), str(export_dir), tflite=True, metadata_from_run=str(run_dir))
+info = export_checkpoint(str(run_dir), str(export_dir), tflite=True, metadata_from_run=str(run_dir))
 print(json.dumps(info, indent=1))
 print(sorted(os.listdir(export_dir)))
 metadata = json.loads((export_dir / "metadata.json").read_text())
@@ -139,7 +139,7 @@ except tf.errors.InvalidArgumentError as error:
     print("mixed sizes refused:", reason.strip()[:200])
 
 # %% [markdown]
-# `fcn_tf.inference.load_for_inference` opens an exported model the same way
+# `fcn_tf.runs.load_for_inference` opens an exported model the same way
 # as a run folder (what `python -m fcn_tf.predict` does): it reads
 # `metadata.json` and calls the graph's `logits` function on raw pixels.
 

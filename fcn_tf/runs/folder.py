@@ -1,0 +1,274 @@
+"""A run folder's layout: which folder to use, its checkpoints, config and normalisation.
+
+A run folder holds ``state.json`` (the last completed epoch, the best
+metric, which checkpoint is current, whether the run finished),
+``config.json`` (the effective config), ``preprocessing.json``,
+``best.keras``, ``checkpoints/``, logs and figures (names in
+:mod:`fcn_tf.runs.files`). ``state.json`` is replaced only after the
+checkpoint it names is complete.
+
+Example:
+    >>> import tempfile
+    >>> parent = tempfile.mkdtemp()
+    >>> choose_run_dir(parent, "run", {"a": 1})
+    (..., False)
+"""
+
+import os
+
+from fcn_tf.config.run_config import parse_config
+from fcn_tf.data.palette import default_class_names, default_colors
+from fcn_tf.models import default_preprocessing, get_model_spec, list_backbones, list_models
+from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.runs.files import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    KERAS_SUFFIX,
+    PREPROCESSING_FILE,
+    SAVED_MODEL_FILE,
+    STATE_FILE,
+    read_json,
+)
+
+
+def read_state(run_dir):
+    """The run's ``state.json`` as a dict, or ``None`` if there is none yet."""
+    return read_json(os.path.join(run_dir, STATE_FILE))
+
+
+def _candidates(parent, name):
+    yield os.path.join(parent, name)
+    index = 2
+    while True:
+        yield os.path.join(parent, f"{name}-{index}")
+        index += 1
+
+
+def check_parent(parent):
+    """Raise a clear error when ``parent`` (the folder of run folders) cannot hold folders."""
+    existing = os.path.abspath(parent)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(
+            f"parent: {existing} is a file, so run folders cannot be made under {parent}. "
+            "Choose another folder or move the file."
+        )
+    if not os.access(existing, os.W_OK):
+        raise PermissionError(f"parent: {existing} is not writable; choose another folder.")
+
+
+def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
+    """Pick the run folder: resume the latest unfinished run or start a new one.
+
+    The folders ``name``, ``name-2``, ``name-3`` ... are looked at in order.
+    The last existing one is resumed if it is unfinished and was started
+    with the same config; a finished run is never touched: a new folder is
+    named next to it. ``fresh=True`` always names a new folder.
+
+    Args:
+        parent: the folder holding run folders.
+        name: the run name.
+        effective_config: the config dict the run is started with.
+        fresh: always start a new folder.
+        create: make a new folder now; with ``False`` the caller makes it
+            (with :func:`create_run_dir`) once every check has passed.
+
+    Returns:
+        ``(run_dir, resuming)``; ``resuming`` is true when ``state.json`` exists.
+
+    Raises:
+        ValueError: an unfinished run exists with a different config.
+    """
+    check_parent(parent)
+    last = None
+    for candidate in _candidates(parent, name):
+        if not os.path.exists(candidate):
+            break
+        last = candidate
+    if last is not None and not fresh:
+        state = read_state(last)
+        if state is None or not state.get("finished"):
+            saved = read_json(os.path.join(last, CONFIG_FILE))
+            if saved is not None and saved != effective_config:
+                differing = _diff_keys(saved, effective_config)
+                raise ValueError(
+                    f"Run folder {last} holds an unfinished run started with a different "
+                    f"config (differs at: {', '.join(differing[:8])}). Run with the same "
+                    "config to resume it, or pass --fresh to start a new run folder "
+                    "(or --set output.name=NEW)."
+                )
+            # No state yet: the run stopped before its first epoch ended.
+            return last, state is not None
+    for candidate in _candidates(parent, name):
+        if not os.path.exists(candidate):
+            if create:
+                create_run_dir(candidate)
+            return candidate, False
+    raise AssertionError("unreachable")
+
+
+def create_run_dir(run_dir):
+    """Make ``run_dir`` (and its parents); an existing folder is reused as it is."""
+    os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def _diff_keys(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+# --- reading a finished (or running) run folder --------------------------------
+
+
+def is_saved_model(path):
+    """Whether ``path`` is a SavedModel folder (one holding ``saved_model.pb``)."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
+
+
+def find_run_dir(path):
+    """The run folder of a checkpoint: the folder itself, its parent or grandparent.
+
+    A run folder is one holding ``config.json``; ``None`` when there is none.
+    """
+    path = os.path.abspath(path)
+    candidates = [path] if os.path.isdir(path) else []
+    parent = os.path.dirname(path)
+    candidates += [parent, os.path.dirname(parent)]
+    for folder in candidates:
+        if os.path.isfile(os.path.join(folder, CONFIG_FILE)):
+            return folder
+    return None
+
+
+def resolve_checkpoint(path):
+    """A ``.keras`` file from a ``.keras`` file or a run folder.
+
+    A run folder gives its ``best.keras``, else the last checkpoint named in
+    ``state.json``.
+
+    Args:
+        path: a ``.keras`` file or a run folder.
+
+    Raises:
+        FileNotFoundError: no such path, or a run folder without a checkpoint.
+        ValueError: a file that is not ``.keras``.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"checkpoint {path}: no such file or folder. Give a .keras file or a run "
+            "folder (one with best.keras or checkpoints/)."
+        )
+    if os.path.isdir(path):
+        best = os.path.join(path, BEST_CHECKPOINT)
+        if os.path.exists(best):
+            return best
+        state = read_state(path)
+        if state and state.get("checkpoint"):
+            return os.path.join(path, state["checkpoint"])
+        raise FileNotFoundError(
+            f"checkpoint {path}: a folder with no {BEST_CHECKPOINT} and no checkpoint yet; "
+            "train it first or give a .keras file."
+        )
+    if not path.endswith(KERAS_SUFFIX):
+        raise ValueError(
+            f"checkpoint {path}: expected a .keras file or a run folder, received a "
+            f"file ending in {os.path.splitext(path)[1]!r}."
+        )
+    return path
+
+
+def read_config_dict(run_dir):
+    """The raw ``config.json`` of a run folder, or ``None``."""
+    return read_json(os.path.join(run_dir, CONFIG_FILE))
+
+
+def read_run_config(run_dir, document=None):
+    """The :class:`~fcn_tf.config.run_config.Config` stored in a run folder's config.json."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    document = read_json(path) if document is None else document
+    return parse_config(document, base_dir=run_dir, source=path)
+
+
+def read_preprocessing(run_dir):
+    """The run folder's ``preprocessing.json`` as a :class:`Preprocessing`, or ``None``."""
+    data = read_json(os.path.join(run_dir, PREPROCESSING_FILE))
+    return None if data is None else Preprocessing.from_dict(data)
+
+
+def class_info(num_classes, config=None):
+    """Class names, colours, ignore label and input channels, from ``config`` or defaults."""
+    if config is not None:
+        data = config.data
+        return {"num_classes": data.num_classes, "class_names": list(data.class_names),
+                "colors": [list(c) for c in data.colors], "ignore_label": data.ignore_label,
+                "image_channels": data.image_channels}
+    return {"num_classes": num_classes, "class_names": default_class_names(num_classes),
+            "colors": [list(c) for c in default_colors(num_classes)], "ignore_label": 255,
+            "image_channels": None}
+
+
+def model_classes(model):
+    """The number of classes a built model predicts (2 for one binary logit)."""
+    outputs = int(model.output_shape[-1])
+    return 2 if outputs == 1 else outputs
+
+
+def check_class_count(model, num_classes, source):
+    """Raise when ``model`` predicts a different number of classes than the data has.
+
+    Args:
+        model: a Keras model.
+        num_classes: the data's class count.
+        source: the checkpoint path, named in the message.
+    """
+    classes = model_classes(model)
+    if classes != num_classes:
+        raise ValueError(
+            f"checkpoint {source} predicts {classes} classes but the config's "
+            f"data.num_classes is {num_classes}. Use the config the checkpoint was trained "
+            "with (RUN/config.json) or a checkpoint trained on this data."
+        )
+
+
+def backbone_of_model(model):
+    """The backbone name encoded in a built model's name (``fcn8s_vgg16`` -> ``vgg16``)."""
+    name = model.name
+    for arch in list_models():
+        for backbone in list_backbones(arch):
+            if name in (f"{arch}_{backbone}", arch):
+                return backbone if name != arch else list_backbones(arch)[0]
+    return None
+
+
+def resolve_preprocessing(checkpoint, model=None, config=None, channels=None):
+    """``(Preprocessing, source)`` for a checkpoint, and a sentence saying where it came from.
+
+    Looked up in order: ``preprocessing.json`` of the checkpoint's run folder
+    (the folder itself, or the folder holding the ``.keras`` file); the
+    backbone default of ``config.model`` or of the model's name.
+    """
+    run_dir = find_run_dir(checkpoint)
+    stored = read_preprocessing(run_dir) if run_dir else None
+    if stored is not None:
+        path = os.path.join(run_dir, PREPROCESSING_FILE)
+        return stored.for_channels(channels or len(stored.mean)), path
+    backbone = None
+    if config is not None:
+        backbone = config.model.backbone or get_model_spec(config.model.name).default_backbone
+    elif model is not None:
+        backbone = backbone_of_model(model)
+    if backbone is None:
+        raise ValueError(
+            f"checkpoint {checkpoint}: no preprocessing.json in a run folder next to it and "
+            f"the backbone cannot be told from the model name {getattr(model, 'name', None)!r}. "
+            "Keep the checkpoint inside its run folder, or give the run config."
+        )
+    channels = channels or (config.data.image_channels if config is not None else 3)
+    return (default_preprocessing(backbone, channels),
+            f"the {backbone} backbone default (no preprocessing.json found next to {checkpoint})")

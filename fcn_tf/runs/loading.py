@@ -1,0 +1,104 @@
+"""A model ready for raw pixels, from a ``.keras`` file, a run folder or a SavedModel export.
+
+Example:
+    >>> model = load_for_inference("runs/default")            # doctest: +SKIP
+    >>> logits = model.logits(pixels)                         # doctest: +SKIP
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.runs.files import METADATA_FILE, read_json
+from fcn_tf.runs.folder import (
+    check_class_count,
+    class_info,
+    find_run_dir,
+    is_saved_model,
+    model_classes,
+    read_run_config,
+    resolve_checkpoint,
+    resolve_preprocessing,
+)
+
+
+@dataclasses.dataclass
+class InferenceModel:
+    """A segmentation model that takes raw pixels in [0, 255].
+
+    ``logits(pixels)`` maps float32 ``[B, H, W, image_channels]`` pixels to
+    ``[B, H, W, K]`` logits (K = 1 for a binary model), normalisation
+    included. ``info`` has ``class_names``, ``colors``, ``ignore_label``,
+    ``image_channels`` and ``num_classes``.
+    """
+
+    logits: object
+    info: dict
+    preprocessing: object
+    preprocessing_source: str
+    kind: str
+    path: str
+    keras_model: object = None
+    metadata: dict | None = None
+
+
+def load_for_inference(path, num_classes=None):
+    """An :class:`InferenceModel` from a ``.keras`` file, a run folder or an exported SavedModel.
+
+    Args:
+        path: a ``.keras`` file, a run folder or a SavedModel export folder.
+        num_classes: when given, the model must predict this many classes.
+    """
+    if is_saved_model(path):
+        loaded = load_saved_model(path)
+    else:
+        checkpoint = resolve_checkpoint(path)
+        model = keras.models.load_model(checkpoint, compile=False)
+        run_dir = find_run_dir(path)
+        config = read_run_config(run_dir) if run_dir else None
+        if config is not None:
+            check_class_count(model, config.data.num_classes, checkpoint)
+        channels = int(model.input_shape[-1])
+        info = class_info(model_classes(model), config)
+        info["image_channels"] = channels
+        preprocessing, source = resolve_preprocessing(path, model, config, channels)
+
+        def logits(pixels):
+            return np.asarray(model(preprocessing.apply_numpy(pixels), training=False),
+                              np.float32)
+
+        loaded = InferenceModel(logits, info, preprocessing, source, "keras", checkpoint, model)
+    if num_classes is not None and loaded.info["num_classes"] != num_classes:
+        raise ValueError(
+            f"model {path} predicts {loaded.info['num_classes']} classes, expected "
+            f"{num_classes}."
+        )
+    return loaded
+
+
+def load_saved_model(path):
+    """An :class:`InferenceModel` from a folder written by :mod:`fcn_tf.export`."""
+    meta_path = os.path.join(path, METADATA_FILE)
+    metadata = read_json(meta_path)
+    if metadata is None:
+        raise FileNotFoundError(
+            f"model {path}: a SavedModel without {METADATA_FILE}; export it with "
+            "python -m fcn_tf.export, which writes the class names and normalisation there."
+        )
+    loaded = tf.saved_model.load(path)
+    if not hasattr(loaded, "logits"):
+        raise ValueError(f"model {path}: this SavedModel has no 'logits' function; re-export "
+                         "it with python -m fcn_tf.export.")
+
+    def logits(pixels):
+        return loaded.logits(tf.constant(np.asarray(pixels, np.float32))).numpy()
+
+    preprocessing = Preprocessing.from_dict(metadata["normalization"])
+    info = {k: metadata[k] for k in ("num_classes", "class_names", "colors", "ignore_label",
+                                     "image_channels")}
+    return InferenceModel(logits, info, preprocessing, f"{meta_path} (inside the graph)",
+                          "saved_model", path, metadata=metadata)
