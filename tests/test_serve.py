@@ -371,12 +371,14 @@ def test_client_that_disconnects_mid_body_is_counted_and_forgotten(server):
 
 def test_load_tool_reports_latency_errors_and_memory(server, base_dir):
     result = run_load(server.url, clients=3, seconds=2.0, baseline_model=str(base_dir),
-                      baseline_seconds=0.5, max_requests=400)
+                      baseline_seconds=0.5, max_requests=400,
+                      warmup_seconds=0.5)
     assert result["errors"] == 0, result["first_error"]
     assert result["requests"] > 0 and result["requests_per_s"] > 0
     assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
     assert result["rss_before_mb"] > 50 and result["rss_after_mb"] > 50
     assert result["baseline_images_per_s"] > 0 and result["throughput_ratio"] > 0
+    assert result["baseline_batch"] == 8 and result["batched_throughput_ratio"] > 0
     with pytest.raises(ValueError, match="expected a server on this machine"):
         run_load("http://10.0.0.1:8501", seconds=1)
 

@@ -2,12 +2,14 @@
 
 Each client thread keeps one HTTP connection to the server on this machine
 and posts the same predict request again and again until ``--seconds`` have
-passed (or ``--max-requests`` in all). It prints requests/s and images/s,
-p50/p95/p99 latency, the error count, the server's mean batch size and its
-resident memory before and after (from ``/metrics``). With ``--baseline
-MODEL`` it first calls the same SavedModel in this process on the same
-image, one image per call, while the server is idle: the server's throughput
-over that is its overhead as a ratio. Only loopback addresses are accepted.
+passed (or ``--max-requests`` in all), after ``--warmup-seconds`` of the same
+load. It prints requests/s and images/s, p50/p95/p99 latency, the error count,
+the server's mean batch size and its resident memory idle, after the warm-up
+and after the run (from ``/metrics``). With ``--baseline MODEL`` it first
+calls the same SavedModel in this process on the same image while the server
+is idle, one image per call and the server's ``--max-batch`` images per call:
+the server's throughput over those is its overhead as a ratio. Only loopback
+addresses are accepted.
 
 Example:
     python -m fcn_tf.serve runs/default &
@@ -138,8 +140,8 @@ def run_clients(url, path, body, clients, seconds, max_requests):
     return latencies, errors[0], first_error[0], time.monotonic() - started
 
 
-def baseline(model_path, image_bytes, signature, seconds):
-    """Images/s of the SavedModel called in this process, one image per call."""
+def baseline(model_path, image_bytes, signature, seconds, batch=1):
+    """Images/s of the SavedModel called in this process, ``batch`` copies of the image per call."""
     import tensorflow as tf
 
     from fcn_tf.serve.model import resolve_model_dir
@@ -148,22 +150,23 @@ def baseline(model_path, image_bytes, signature, seconds):
     loaded = tf.saved_model.load(export_dir)
     if signature in ("serving_bytes", "serving_bytes_png"):
         fn = loaded.signatures["serving_bytes"]
-        args = {"image_bytes": tf.constant([image_bytes])}
+        args = {"image_bytes": tf.constant([image_bytes] * batch)}
     else:
         fn = loaded.signatures["serving_default"]
-        args = {"images": tf.io.decode_image(image_bytes, channels=3,
-                                             expand_animations=False)[None]}
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        args = {"images": tf.stack([image] * batch)}
     for _ in range(3):
         fn(**args)
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         fn(**args)
         calls += 1
-    return calls / (time.perf_counter() - start)
+    return calls * batch / (time.perf_counter() - start)
 
 
 def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_bytes_png",
-             model=None, baseline_model=None, baseline_seconds=10.0, max_requests=1_000_000):
+             model=None, baseline_model=None, baseline_seconds=10.0, max_requests=1_000_000,
+             warmup_seconds=3.0):
     """Load-test the server at ``url``; return a dict of the measurements.
 
     Args:
@@ -176,6 +179,8 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_byt
         baseline_model: a MODEL folder to time in-process first (None: skip).
         baseline_seconds: how long the baseline runs.
         max_requests: a bound on the total number of requests.
+        warmup_seconds: how long the same clients run before the measured
+            period (and before the "before" memory is read).
     """
     host = urllib.parse.urlsplit(url).hostname
     if host not in LOOPBACK:
@@ -194,10 +199,15 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_byt
     result = {"clients": clients, "seconds": seconds, "signature": signature,
               "image": os.path.basename(image), "request_bytes": len(body)}
     if baseline_model:
+        max_batch = int(info["limits"]["max_batch"])
         result["baseline_images_per_s"] = baseline(baseline_model, image_bytes, signature,
                                                    baseline_seconds)
-    # A few sequential requests first, so the "before" memory is that of a warm server.
-    run_clients(url, path, body, 1, 2.0, 5)
+        result["baseline_batch"] = max_batch
+        result["baseline_batched_images_per_s"] = baseline(
+            baseline_model, image_bytes, signature, baseline_seconds, max_batch)
+    result["rss_fresh_mb"] = server_metrics(url).get("process_resident_memory_bytes", 0) / 2**20
+    # The same clients for a while first, so "before" is the memory of a warm server.
+    run_clients(url, path, body, clients, warmup_seconds, max_requests)
     before = server_metrics(url)
     latencies, errors, first_error, elapsed = run_clients(url, path, body, clients, seconds,
                                                           max_requests)
@@ -218,6 +228,8 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_byt
         result["rss_growth"] = result["rss_after_mb"] / result["rss_before_mb"] - 1
     if "baseline_images_per_s" in result:
         result["throughput_ratio"] = result["requests_per_s"] / result["baseline_images_per_s"]
+        result["batched_throughput_ratio"] = (result["requests_per_s"]
+                                              / result["baseline_batched_images_per_s"])
     return result
 
 
@@ -230,12 +242,16 @@ def format_result(r):
              f"{r['mean_batch']:.2f}",
              f"latency: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
              f"p99 {r['p99_ms']:.1f} ms",
-             f"server resident memory: {r['rss_before_mb']:.0f} MiB before, "
-             f"{r['rss_after_mb']:.0f} MiB after ({100 * r.get('rss_growth', 0):+.1f}%)"]
+             f"server resident memory: {r['rss_fresh_mb']:.0f} MiB idle, "
+             f"{r['rss_before_mb']:.0f} MiB after the warm-up, {r['rss_after_mb']:.0f} MiB "
+             f"after the run ({100 * r.get('rss_growth', 0):+.1f}%)"]
     if "baseline_images_per_s" in r:
         lines.append(f"in-process baseline (SavedModel, one image per call): "
                      f"{r['baseline_images_per_s']:.1f} images/s; server/baseline = "
                      f"{r['throughput_ratio']:.2f}")
+        lines.append(f"in-process, {r['baseline_batch']} images per call (--max-batch): "
+                     f"{r['baseline_batched_images_per_s']:.1f} images/s; server/that = "
+                     f"{r['batched_throughput_ratio']:.2f}")
     return "\n".join(lines)
 
 
@@ -256,12 +272,16 @@ def main(argv=None):
     parser.add_argument("--baseline", metavar="MODEL",
                         help="also time this SavedModel (export, base or run folder) "
                              "in-process on the same image")
-    parser.add_argument("--baseline-seconds", type=float, default=10.0)
+    parser.add_argument("--baseline-seconds", type=float, default=10.0,
+                        help="how long each baseline (1 and --max-batch images per call) runs")
+    parser.add_argument("--warmup-seconds", type=float, default=3.0,
+                        help="the clients run this long before the measured period")
     parser.add_argument("--json", action="store_true", help="print the result as JSON too")
     args = parser.parse_args(argv)
     try:
         result = run_load(args.url, args.clients, args.seconds, args.image, args.signature,
-                          args.model, args.baseline, args.baseline_seconds, args.max_requests)
+                          args.model, args.baseline, args.baseline_seconds, args.max_requests,
+                          args.warmup_seconds)
     except (ValueError, FileNotFoundError, TimeoutError) as error:
         return report_error(error)
     print(format_result(result))
