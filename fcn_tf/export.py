@@ -63,6 +63,7 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 # Node names that appear in the error of a wrongly shaped input.
 SHAPE_CHECK_IMAGES = "images_must_be_batch_height_width_3_uint8_rgb"
 SHAPE_CHECK_PIXELS = "pixels_must_be_batch_height_width_channels_float32"
+SHAPE_CHECK_BYTES = "image_bytes_must_be_a_list_of_encoded_images_not_one_string"
 
 
 def _serving_module(model, preprocessing, channels, jit_compile=False):
@@ -114,10 +115,18 @@ def _serving_module(model, preprocessing, channels, jit_compile=False):
     def serve_images(images):
         # The signature's shape is not enforced on a loaded model: check it at run time.
         images = tf.ensure_shape(images, [None, None, None, 3], name=SHAPE_CHECK_IMAGES)
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                tf.shape(images)[:3],
+                message="serving_default: images must have batch, height and width >= 1 "
+                        "([batch, height, width, 3] uint8); received an empty batch or image")]):
+            images = tf.identity(images)
         return from_rgb(images)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(image_bytes):
+        # The signature's shape is not enforced on a loaded model: a single string
+        # would otherwise fail deep inside map_fn ("slice index 0").
+        image_bytes = tf.ensure_shape(image_bytes, [None], name=SHAPE_CHECK_BYTES)
         tf.debugging.assert_positive(
             tf.size(image_bytes),
             message="serving_bytes: received an empty batch; send at least one encoded image.")

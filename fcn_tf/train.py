@@ -6,8 +6,15 @@ overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made).
 """
 
 import argparse
+import errno
 import sys
 
+from fcn_tf.config import ConfigError
+from fcn_tf.config.run_config import load_config
+from fcn_tf.data import DatasetError
+from fcn_tf.runs import RunFolderLocked
+from fcn_tf.training.callbacks import TrainingDiverged
+from fcn_tf.training.trainer import train
 from fcn_tf.utils.cli import report_error
 
 
@@ -21,16 +28,18 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    from fcn_tf.config import ConfigError
-    from fcn_tf.config.run_config import load_config
-    from fcn_tf.data import DatasetError
-    from fcn_tf.training.callbacks import TrainingDiverged
-    from fcn_tf.training.trainer import train
-
     try:
         config = load_config(args.config, args.overrides)
         result = train(config, fresh=args.fresh, verbose=0 if args.quiet else 1)
-    except (ConfigError, DatasetError, TrainingDiverged, FileNotFoundError, ValueError) as error:
+    except (ConfigError, DatasetError, TrainingDiverged, RunFolderLocked, FileNotFoundError,
+            ValueError) as error:
+        return report_error(error, {"fresh": "--fresh"})
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return report_error(OSError(
+                f"could not write {error.filename or 'a run file'}: {error.strerror} (disk full or "
+                "file size limit). Free space or set output.dir to another disk, then run the "
+                "same command again to resume from the last complete checkpoint."))
         return report_error(error)
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f}"
     print(f"Run folder: {result.run_dir}\nBest {'val ' if config.train.validation_split else ''}"

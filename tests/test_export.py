@@ -117,6 +117,11 @@ RELOAD_SCRIPT = textwrap.dedent("""
                 "mixed_sizes": error_of(lambda: bytes_sig(image_bytes=tf.constant([png, other]))),
                 "empty_batch": error_of(
                     lambda: bytes_sig(image_bytes=tf.constant([], tf.string))),
+                "empty_images": error_of(
+                    lambda: images_sig(images=tf.zeros([0, 8, 8, 3], tf.uint8))),
+                "zero_height": error_of(
+                    lambda: images_sig(images=tf.zeros([1, 0, 8, 3], tf.uint8))),
+                "scalar_bytes": error_of(lambda: bytes_sig(image_bytes=tf.constant(png))),
             }
             # Still alive and working after every error:
             out["after_errors_ok"] = bool(np.array_equal(
@@ -263,6 +268,10 @@ def test_signatures_reject_bad_inputs_with_clear_errors_and_the_process_survives
     assert errors["mixed_sizes"]["type"] == "InvalidArgumentError"
     assert "must have the same height and width" in errors["mixed_sizes"]["message"]
     assert "empty batch" in errors["empty_batch"]["message"]
+    for key in ("empty_images", "zero_height"):
+        assert "batch, height and width >= 1" in errors[key]["message"], errors[key]
+    assert "image_bytes_must_be_a_list_of_encoded_images_not_one_string" in \
+        errors["scalar_bytes"]["message"]
     assert results[IDS[0]]["after_errors_ok"]
 
 

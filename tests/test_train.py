@@ -98,6 +98,7 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, cap
     assert main([str(write_config(tmp_path, config, "boom.json")), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "Training diverged" in err and "epoch 1, step" in err and "learning_rate" in err
+    assert "No checkpoint was written yet" in err and "last good checkpoint" not in err
     state = json.loads((tmp_path / "runs" / "boom" / "state.json").read_text()) \
         if (tmp_path / "runs" / "boom" / "state.json").exists() else {"epochs_completed": 0}
     assert state["epochs_completed"] == 0

@@ -75,7 +75,15 @@ def read_mask_raw(path, encoding):
         array = np.asarray(im)
     if array.ndim == 3:
         array = array[..., 0]
-    return array.astype(np.uint8) if array.dtype != np.uint8 else array, mode
+    if array.dtype != np.uint8:  # 16-bit or 32-bit integer masks: the stored values
+        largest = int(array.max()) if array.size else 0
+        if largest > 255 or (array.size and int(array.min()) < 0):
+            raise ValueError(
+                f"{path}: a {mode} mask with values up to {largest}; class ids and the ignore "
+                "label must be 0..255. Save the mask as an 8-bit PNG of class ids."
+            )
+        array = array.astype(np.uint8)
+    return array, mode
 
 
 def labels_from_raw(raw, config):
@@ -164,12 +172,34 @@ def make_mask_decoder(config):
             return tf.cast(gray >= 128, tf.uint8)
         return tf.gather(lut, tf.cast(raw[..., 0], tf.int32))
 
+    def decode_ids(path):
+        # A 16-bit PNG is read as its stored values (decode_image would scale
+        # them to 8 bits: id 1 would become 0); values above 255 are refused.
+        contents = tf.io.read_file(path)
+        wide = tf.logical_and(tf.equal(tf.strings.substr(contents, 1, 3), "PNG"),
+                              tf.equal(tf.strings.substr(contents, 24, 1), "\x10"))
+
+        def values16():
+            raw = tf.cast(tf.io.decode_png(contents, channels=0, dtype=tf.uint16)[..., 0], tf.int32)
+            check = tf.debugging.Assert(tf.reduce_max(tf.concat([[0], tf.reshape(raw, [-1])], 0)) <= 255, [
+                "16-bit mask with values above 255 (class ids must be 0..255; run `python -m "
+                "fcn_tf.data verify`):", path])
+            with tf.control_dependencies([check]):
+                return tf.identity(raw)
+
+        def values8():
+            raw = tf.io.decode_image(contents, channels=0, expand_animations=False)
+            return tf.cast(raw[..., 0], tf.int32)
+
+        return tf.gather(lut, tf.cond(wide, values16, values8))
+
     def decode(path):
         is_tiff = tf.strings.regex_full_match(tf.strings.lower(path), _TIFF)
         return tf.cond(
             is_tiff,
             lambda: _numpy_call(lambda p: read_mask_array(p.decode(), config), path, [None, None]),
-            lambda: tf.ensure_shape(decode_tf(path), [None, None]),
+            lambda: tf.ensure_shape(decode_ids(path) if encoding == "ids" else decode_tf(path),
+                                    [None, None]),
         )
 
     return decode

@@ -22,7 +22,7 @@ import os
 from fcn_tf.data.builtin import ensure_builtin_dataset
 from fcn_tf.data.config import SplitConfig
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class DatasetError(ValueError):
@@ -161,7 +161,7 @@ def _list_voc(split, paths):
     listing = SplitListing(split, [])
     for stem in stems:
         stem = os.path.splitext(os.path.basename(stem))[0]
-        image = _find(paths.images, stem, (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"))
+        image = _find(paths.images, stem, IMAGE_EXTENSIONS)
         mask = _find(paths.masks, stem, (".png", ".bmp", ".tif", ".tiff"))
         if image and mask:
             listing.pairs.append((image, mask))

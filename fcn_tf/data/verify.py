@@ -109,7 +109,12 @@ def _label_problem(raw, mode, config):
         allowed = set(range(config.num_classes)) | {config.ignore_label} | set(config.ignore_values)
     bad = [int(v) for v in values if int(v) not in allowed]
     if bad:
-        return f"label values {bad[:16]} are neither class ids 0..{config.num_classes - 1} nor ignored"
+        hint = ""
+        if encoding == "ids" and mode in ("RGB", "RGBA"):
+            hint = (f"; the mask is a {mode} image: if its colours mean classes, set "
+                    "\"mask_encoding\": \"rgb\" (with color_map or colors)")
+        return (f"label values {bad[:16]} are neither class ids 0..{config.num_classes - 1} "
+                f"nor ignored{hint}")
     return None
 
 

@@ -48,6 +48,9 @@ def convert_parameter(array):
     4-D weights are transposed ``(2, 3, 1, 0)``; 1-D biases pass unchanged.
     """
     array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"a {array.dtype} array; weights must be floating point (an integer "
+                         "array would be truncated), save the float tensors")
     if array.ndim == 4:
         return array.transpose(2, 3, 1, 0)
     if array.ndim == 1:

@@ -1,0 +1,217 @@
+"""Run folders: the lock, folders made only after every check, and the bad inputs of issue 19."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from fcn_tf import evaluate, predict, train
+from fcn_tf.runs import RunFolderLocked, RunLock
+from fcn_tf.training.callbacks import StopOnNaN
+from test_inference import make_run_folder
+from train_fixtures import tiny_config, write_config
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from fcn_tf.runs.lock import RunLock
+    lock = RunLock(sys.argv[1]).acquire()
+    print("held", flush=True)
+    time.sleep(60)
+""")
+
+
+def _holder(folder):
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_process_fails_at_once_naming_the_holder_and_a_dead_holder_is_taken_over(
+        tmp_path):
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(RunFolderLocked, match=f"in use by process {holder.pid} on "):
+            RunLock(str(tmp_path)).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The dead holder's lock file (its pid still inside) is taken over.
+    assert str(holder.pid) in (tmp_path / ".lock").read_text()
+    with RunLock(str(tmp_path)):
+        assert (tmp_path / ".lock").read_text().split()[0] == str(os.getpid())
+
+
+def test_train_refuses_a_run_folder_another_trainer_holds(tmp_path, capsys):
+    path = write_config(tmp_path, tiny_config(tmp_path))
+    folder = tmp_path / "runs" / "tiny"
+    folder.mkdir(parents=True)  # an unfinished run that stopped before its first epoch
+    holder = _holder(folder)
+    try:
+        assert train.main([str(path), "--quiet"]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert f"in use by process {holder.pid}" in err
+    assert sorted(os.listdir(folder)) == [".lock"]  # nothing written
+
+
+def test_a_bad_weights_file_leaves_no_run_folder(tmp_path, capsys):
+    np.savez(tmp_path / "bad.npz", conv=np.zeros((2, 2), np.int64))
+    config = tiny_config(tmp_path, model={"name": "unet", "weights": str(tmp_path / "bad.npz"),
+                                          "options": {"base_filters": 4, "depth": 2}})
+    assert train.main([str(write_config(tmp_path, config)), "--quiet"]) == 2
+    assert "bad.npz" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or os.listdir(tmp_path / "runs") == []
+
+
+def test_output_dir_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "runs").write_text("not a folder")
+    assert train.main([str(write_config(tmp_path, tiny_config(tmp_path))), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "output.dir" in err and "is a file" in err and "Traceback" not in err
+
+
+class _Model:
+    stop_training = False
+
+
+@pytest.mark.parametrize("loss, reference, stops", [
+    (float("nan"), None, True), (float("inf"), 1.0, True), (8e10, None, False),
+    (8e10, 1.0, True), (99.0, 1.0, False), (101.0, 1.0, True)])
+def test_divergence_guard_stops_at_nan_inf_or_100x_the_first_epoch(loss, reference, stops):
+    guard = StopOnNaN(lambda: reference, factor=100.0)
+    guard.set_model(_Model())
+    guard.on_epoch_begin(1)
+    guard.on_train_batch_end(4, {"loss": loss})
+    assert guard.model.stop_training is stops and (guard.failure is not None) is stops
+    if stops and reference is not None and np.isfinite(loss):
+        message = guard.message("RUN", checkpoint_kept=True)
+        assert "100x the first epoch's" in message and "last good checkpoint is kept" in message
+    off = StopOnNaN(lambda: reference, factor=None)
+    off.set_model(_Model())
+    off.on_train_batch_end(0, {"loss": 8e10})
+    assert off.failure is None
+
+
+def test_evaluate_refuses_a_checkpoint_with_another_class_count(tmp_path, capsys):
+    run_dir, _, _ = make_run_folder(tmp_path)  # 3 classes
+    config = tiny_config(tmp_path)
+    config["data"]["num_classes"] = 5
+    path = write_config(tmp_path, config, "five.json")
+    assert evaluate.main([str(path), "--checkpoint", str(run_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "predicts 3 classes but the config's data.num_classes is 5" in err
+    assert "--checkpoint" in err
+    assert not (run_dir / "eval-val").exists()
+
+
+def test_predict_refuses_a_checkpoint_whose_run_config_disagrees(tmp_path, capsys):
+    run_dir, _, _ = make_run_folder(tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["data"].update(num_classes=4, class_names=None, colors=None)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    assert predict.main(["--model", str(run_dir), str(tmp_path / "a.png"), "--out",
+                         str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "predicts 3 classes but the config's data.num_classes is 4" in err
+
+
+def test_predict_skip_invalid_goes_on_lists_bad_files_and_exits_non_zero(tmp_path, capsys):
+    run_dir, _, _ = make_run_folder(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((16, 16, 3), 90, np.uint8))
+    (images / "b.png").write_bytes(b"not a png")
+    cv2.imwrite(str(images / "c.png"), np.full((16, 16, 3), 30, np.uint8))
+    out = tmp_path / "out"
+    assert predict.main(["--model", str(run_dir), str(images), "--out", str(out)]) == 2
+    assert "b.png: not a readable image" in capsys.readouterr().err
+    assert predict.main(["--model", str(run_dir), str(images), "--out", str(out),
+                         "--skip-invalid"]) == 1
+    captured = capsys.readouterr()
+    assert "Skipped 1 unreadable file(s)" in captured.err and "b.png" in captured.err
+    assert {"a.png", "c.png"} <= set(os.listdir(out)) and "b.png" not in os.listdir(out)
+
+
+def test_an_npz_of_integer_arrays_is_refused_not_truncated(tmp_path):
+    import fcn_tf
+    from fcn_tf.weights import WeightsError
+
+    model = fcn_tf.build_model("fcn32s", 3, width_multiplier=0.0625)
+    path = tmp_path / "ints.npz"
+    np.savez(path, **{"conv1_1.weight": np.ones((4, 3, 3, 3), np.int64),
+                      "conv1_1.bias": np.ones((4,), np.int64)})
+    with pytest.raises(WeightsError, match="conv1_1.weight.*int64 array; weights must be floating"):
+        fcn_tf.load_weights(model, str(path))
+
+
+def _data_config(tmp_path, **data):
+    from fcn_tf.data import parse_data_config
+
+    section = dict(tiny_config(tmp_path)["data"], **data)
+    return parse_data_config(section)
+
+
+def _masks(config, split="train"):
+    import tensorflow as tf
+
+    from fcn_tf.data import build_dataset
+    from fcn_tf.preprocessing import Preprocessing
+
+    ds = build_dataset(config, split, training=False, batch_size=1,
+                       preprocessing=Preprocessing.preset("unit"))
+    return [tf.convert_to_tensor(mask)[0].numpy() for _, mask in ds]
+
+
+def test_16_bit_id_masks_are_read_as_their_values_or_refused_by_verify_and_training(tmp_path):
+    import tensorflow as tf
+
+    from fcn_tf.data import split_files, verify
+
+    config = _data_config(tmp_path)
+    first_mask = split_files(config, "train")[0][1]
+    ids = cv2.imread(first_mask, cv2.IMREAD_UNCHANGED)
+    assert ids.max() == 2
+    cv2.imwrite(first_mask, ids.astype(np.uint16))  # a 16-bit PNG of the same ids
+    assert cv2.imread(first_mask, cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert verify(config, ["train"]).ok
+    np.testing.assert_array_equal(_masks(config)[0], ids)
+    wide = ids.astype(np.uint16)
+    wide[0, 0] = 300
+    cv2.imwrite(first_mask, wide)
+    report = verify(config, ["train"])
+    assert not report.ok and "values up to 300" in str(report)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="16-bit mask with values above 255"):
+        _masks(config)
+
+
+def test_rgb_colour_masks_read_as_ids_get_a_hint(tmp_path):
+    from fcn_tf.data import split_files, verify
+
+    config = _data_config(tmp_path)
+    first_mask = split_files(config, "train")[0][1]
+    ids = cv2.imread(first_mask, cv2.IMREAD_UNCHANGED)
+    colours = np.array([[0, 0, 0], [0, 0, 200], [0, 200, 0]], np.uint8)[ids]  # BGR
+    cv2.imwrite(first_mask, colours)
+    report = str(verify(config, ["train"]))
+    assert "mask is a RGB image" in report and '"mask_encoding": "rgb"' in report
+
+
+def test_gif_images_are_listed(tmp_path):
+    from PIL import Image
+
+    from fcn_tf.data import split_files
+
+    config = _data_config(tmp_path)
+    image_path, _ = split_files(config, "val")[0]
+    Image.open(image_path).convert("RGB").save(image_path[:-4] + ".gif")
+    os.remove(image_path)
+    assert any(p.endswith(".gif") for p, _ in split_files(config, "val"))
