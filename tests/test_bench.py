@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fcn_tf.bench import output_path, time_calls
-from fcn_tf.utils.flops import flops_per_image
+from fcn_tf.bench.flops import flops_per_image
 
 
 def test_time_calls_separates_the_first_call_and_times_at_least_steps():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fcn_tf.config import ConfigError, loads_jsonc
-from fcn_tf.config.jsonc import JSONCError
+from fcn_tf.utils.jsonc import JSONCError
 from fcn_tf.config.run_config import apply_overrides, load_config, parse_config
 
 

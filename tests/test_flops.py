@@ -4,7 +4,7 @@ import keras
 import pytest
 
 import fcn_tf
-from fcn_tf.utils.flops import flops_per_image, layer_flops, model_flops
+from fcn_tf.bench.flops import flops_per_image, layer_flops, model_flops
 from model_cases import CASE_IDS, CASES
 
 

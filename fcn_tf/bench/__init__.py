@@ -4,7 +4,7 @@ Measures in one run, each model in its own process (so its peak memory is its ow
 
 - the machine: float32 and bfloat16 matrix-multiply GFLOP/s with the same
   thread count (the best of a few square sizes);
-- per model: FLOPs per image counted from its layers (fcn_tf.utils.flops);
+- per model: FLOPs per image counted from its layers (fcn_tf.bench.flops);
   inference images/s through the Keras model (a ``tf.function``, optionally
   XLA-compiled) and through the exported SavedModel's ``serving_default``
   signature (uint8 in, class ids and probabilities out); train-step images/s

@@ -71,7 +71,7 @@ def bench_model(key, args):
     import tensorflow as tf
 
     from fcn_tf.losses import SegmentationCrossEntropy
-    from fcn_tf.utils.flops import TRAIN_STEP_FORWARD_PASSES, flops_per_image
+    from fcn_tf.bench.flops import TRAIN_STEP_FORWARD_PASSES, flops_per_image
 
     name, backbone, options = MODELS[key]
     sizes = sorted(set(args.sizes) | set(args.train_sizes))

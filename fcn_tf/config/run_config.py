@@ -12,9 +12,10 @@ import json
 import os
 import typing
 
-from fcn_tf.config.jsonc import load_jsonc
-from fcn_tf.config.schema import ConfigError, parse_section, to_dict
-from fcn_tf.config.schema import field as _f
+from fcn_tf.data.config import DataConfig, parse_data_config
+from fcn_tf.utils.jsonc import load_jsonc
+from fcn_tf.utils.schema import ConfigError, parse_section, to_dict
+from fcn_tf.utils.schema import field as _f
 from fcn_tf.utils.names import unknown_key_message
 
 
@@ -143,7 +144,7 @@ class Config:
     """A parsed, validated run configuration."""
 
     model: ModelConfig
-    data: object
+    data: DataConfig
     train: TrainConfig
     eval: EvalConfig
     export: ExportConfig
@@ -188,8 +189,6 @@ def apply_overrides(document, overrides):
 
 def parse_config(document, base_dir=None, source=None):
     """Validate a raw config document (a dict) into a :class:`Config`."""
-    from fcn_tf.data import parse_data_config
-
     if not isinstance(document, dict):
         raise ConfigError(f"{source or 'config'}: expected a JSON object at top level.")
     valid = (*SECTIONS, "data")

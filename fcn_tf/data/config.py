@@ -1,6 +1,6 @@
 """The "data" section of a config file: :class:`DataConfig`.
 
-Every key is read by name and checked by :func:`fcn_tf.config.parse_section`
+Every key is read by name and checked by :func:`fcn_tf.utils.schema.parse_section`
 (unknown keys get a did-you-mean error). Values left out are filled from the
 format's defaults in ``__post_init__``, so a parsed config always says which
 folders, encoding, classes and colours are really used; ``to_dict`` of it is
@@ -17,8 +17,9 @@ import dataclasses
 import os
 import typing
 
-from fcn_tf.config import ConfigError, load_jsonc, parse_section
-from fcn_tf.config.schema import field as _field
+from fcn_tf.utils.jsonc import load_jsonc
+from fcn_tf.utils.schema import ConfigError, parse_section, to_dict
+from fcn_tf.utils.schema import field as _field
 from fcn_tf.data import builtin, palette
 
 FORMATS = ("builtin", "voc", "voc_aug", "folders", "single_folder", "camvid")
@@ -156,8 +157,6 @@ class DataConfig:
 
     def to_dict(self):
         """Plain JSON-able dict of the resolved config."""
-        from fcn_tf.config.schema import to_dict
-
         return to_dict(self)
 
 

@@ -17,6 +17,8 @@ import math
 
 import keras
 
+from fcn_tf.models import build_model
+
 TRAIN_STEP_FORWARD_PASSES = 3
 
 
@@ -69,8 +71,6 @@ def model_flops(model):
 
 def flops_per_image(name, num_classes, height, width, backbone=None, **options):
     """Forward-pass FLOPs per ``height`` x ``width`` image of a registered model."""
-    from fcn_tf.models import build_model
-
     model = build_model(name, num_classes, backbone, input_size=(height, width), **options)
     try:
         return model_flops(model)
