@@ -24,6 +24,7 @@ import sys
 
 from fcn_tf.bench.measurements import NUM_CLASSES, build
 from fcn_tf.bench.timing import time_calls
+from fcn_tf.losses import SegmentationCrossEntropy
 
 FRAMEWORKS = ("fcn_tf", "torch")
 
@@ -66,8 +67,6 @@ def _fcn_tf_calls(row, precision, rng):
     import keras
     import numpy as np
     import tensorflow as tf
-
-    from fcn_tf.losses import SegmentationCrossEntropy
 
     model = build(row.model, precision)
     x = rng.random((row.batch, row.size, row.size, 3), np.float32)

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 
+import fcn_tf.bench
 from fcn_tf.bench.baseline import (comparison_worker, format_comparison, run_comparison,
                                    torch_missing_message)
 from fcn_tf.bench.measurements import (JIT, MODELS, bench_agreement, bench_model, bench_pipeline,
@@ -17,6 +18,8 @@ from fcn_tf.bench.measurements import (JIT, MODELS, bench_agreement, bench_model
 from fcn_tf.bench.report import format_report, output_path
 from fcn_tf.bench.timing import (DEFAULT_MATMUL_SIZES, configure_threads, matmul_rates,
                                  peak_memory_mib)
+from fcn_tf.data.bench import cpu_cores
+from fcn_tf.utils.names import unknown_name_message
 
 
 def worker(task, args):
@@ -56,8 +59,6 @@ def run_worker(task, argv):
 
 
 def _description():
-    import fcn_tf.bench
-
     return fcn_tf.bench.__doc__.split("\n\n")[1]
 
 
@@ -120,8 +121,6 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     for name in args.models:
         if name not in MODELS:
-            from fcn_tf.utils.names import unknown_name_message
-
             parser.error(unknown_name_message("--models", name, list(MODELS)))
     args.serving_sizes = args.serving_sizes or [(224, 224), (240, 320), (360, 480), (512, 512)]
     for name, values in (("--steps", [args.steps]), ("--sizes", args.sizes),
@@ -142,7 +141,6 @@ def main(argv=None):
         return 0
     if args.baseline:
         return compare(args, argv)
-    from fcn_tf.data.bench import cpu_cores
 
     started = time.time()
     report = {"started": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -6,7 +6,18 @@ import os
 import sys
 import tempfile
 
+from fcn_tf.bench.flops import TRAIN_STEP_FORWARD_PASSES, flops_per_image
 from fcn_tf.bench.timing import peak_memory_mib, time_calls
+from fcn_tf.data.bench import bench_pipelines
+from fcn_tf.data.config import DataConfig
+from fcn_tf.data.pipeline import build_dataset
+from fcn_tf.export import export_saved_model
+from fcn_tf.inference import logits_to_classes
+from fcn_tf.losses import SegmentationCrossEntropy
+from fcn_tf.models import build_model
+from fcn_tf.precision import with_precision
+from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.runs import find_run_dir, read_run_config, resolve_checkpoint, resolve_preprocessing
 
 # Name -> (registered model, backbone, builder options): the networks benchmarked by default.
 MODELS = {
@@ -22,8 +33,6 @@ JIT = {"off": False, "on": True}
 
 def build(key, precision, input_size=None):
     import keras
-
-    from fcn_tf.models import build_model
 
     name, backbone, options = MODELS[key]
     keras.mixed_precision.set_global_policy(precision)
@@ -69,9 +78,6 @@ def bench_model(key, args):
     import keras
     import numpy as np
     import tensorflow as tf
-
-    from fcn_tf.losses import SegmentationCrossEntropy
-    from fcn_tf.bench.flops import TRAIN_STEP_FORWARD_PASSES, flops_per_image
 
     name, backbone, options = MODELS[key]
     sizes = sorted(set(args.sizes) | set(args.train_sizes))
@@ -131,9 +137,6 @@ def bench_savedmodel(model, precision, args, flops, results, rng):
     import numpy as np
     import tensorflow as tf
 
-    from fcn_tf.export import export_saved_model
-    from fcn_tf.preprocessing import Preprocessing
-
     with tempfile.TemporaryDirectory(prefix="fcn_tf-bench-") as folder:
         export_saved_model(model, Preprocessing.preset("unit", 3), folder)
         serve = tf.saved_model.load(folder).signatures["serving_default"]
@@ -148,9 +151,6 @@ def bench_serving_sizes(args):
     """First call at each new size vs steady calls, SavedModel with and without XLA."""
     import numpy as np
     import tensorflow as tf
-
-    from fcn_tf.export import export_saved_model
-    from fcn_tf.preprocessing import Preprocessing
 
     key = args.serving_model
     model = build(key, "float32")
@@ -180,9 +180,6 @@ def bench_serving_sizes(args):
 
 
 def bench_pipeline(args):
-    from fcn_tf.data.bench import bench_pipelines
-    from fcn_tf.data.config import DataConfig
-
     out = {}
     for size in args.train_sizes:
         rates = bench_pipelines(DataConfig(), crop_size=(size, size),
@@ -197,11 +194,6 @@ def bench_agreement(run, args):
     """Class ids of a trained model in float32 vs mixed_bfloat16 over its validation split."""
     import keras
     import numpy as np
-
-    from fcn_tf.data.pipeline import build_dataset
-    from fcn_tf.inference import logits_to_classes
-    from fcn_tf.runs import find_run_dir, read_run_config, resolve_checkpoint, resolve_preprocessing
-    from fcn_tf.precision import with_precision
 
     checkpoint = resolve_checkpoint(run)
     run_dir = find_run_dir(run)

@@ -2,6 +2,10 @@
 
 import sys
 
+from fcn_tf.data.bench import main as bench_main
+from fcn_tf.data.verify import main as verify_main
+from fcn_tf.utils.names import unknown_name_message
+
 USAGE = """usage: python -m fcn_tf.data {verify,bench} ...
 
   verify CONFIG          check a dataset and print its report
@@ -16,12 +20,10 @@ def main(argv=None):
         return 0
     command, rest = argv[0], argv[1:]
     if command == "verify":
-        from fcn_tf.data.verify import main as run
+        run = verify_main
     elif command == "bench":
-        from fcn_tf.data.bench import main as run
+        run = bench_main
     else:
-        from fcn_tf.utils.names import unknown_name_message
-
         print(unknown_name_message("command", command, ["verify", "bench"]), file=sys.stderr)
         return 2
     return run(rest)

@@ -24,6 +24,7 @@ import dataclasses
 import os
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +32,7 @@ from fcn_tf.data.config import AugmentConfig, DataConfig, load_data_config
 from fcn_tf.data.decode import make_decoder
 from fcn_tf.data.formats import split_files, split_names
 from fcn_tf.data.pipeline import build_dataset
+from fcn_tf.models import build_model
 from fcn_tf.preprocessing import Preprocessing
 
 # Scale, crop with padding, flip and every photometric jitter; "train+rot" adds rotation.
@@ -121,37 +123,11 @@ def bench_pipelines(config, *, crop_size, batch_size, seconds, rounds=1):
     return best
 
 
-def _tiny_unet(num_classes, channels, base_filters, depth):
-    """Stand-in U-Net, used only when fcn_tf.build_model is not available."""
-    import keras
-
-    conv = lambda f: keras.layers.Conv2D(f, 3, padding="same", activation="relu")  # noqa: E731
-    inputs = keras.Input((None, None, channels))
-    x, skips = inputs, []
-    for level in range(depth):
-        x = conv(base_filters * 2**level)(conv(base_filters * 2**level)(x))
-        skips.append(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = conv(base_filters * 2**depth)(x)
-    for level in reversed(range(depth)):
-        x = keras.layers.Conv2DTranspose(base_filters * 2**level, 2, strides=2)(x)
-        x = keras.layers.Concatenate()([x, skips[level]])
-        x = conv(base_filters * 2**level)(conv(base_filters * 2**level)(x))
-    return keras.Model(inputs, keras.layers.Conv2D(num_classes, 1)(x), name="stand_in_unet")
-
-
 def bench_model(num_classes, *, crop_size, batch_size, channels=3, base_filters=16, depth=4, steps=5):
     """Images/s consumed by training steps of a small U-Net; returns (images/s, description)."""
-    import keras
-
-    try:
-        from fcn_tf import build_model
-
-        model = build_model("unet", num_classes, base_filters=base_filters, depth=depth)
-        name = f"fcn_tf U-Net base_filters={base_filters} depth={depth}"
-    except ImportError:
-        model = _tiny_unet(num_classes, channels, base_filters, depth)
-        name = f"stand-in U-Net base_filters={base_filters} depth={depth}"
+    model = build_model("unet", num_classes, base_filters=base_filters, depth=depth,
+                        input_channels=channels)
+    name = f"fcn_tf U-Net base_filters={base_filters} depth={depth}"
     name += f", {model.count_params() / 1e6:.2f}M params"
     model.compile(optimizer="adam",
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255))

@@ -13,6 +13,7 @@ pixels of class ``c`` over the pixels of the images where ``c`` appears, and
 ``weight(c) = median(freq) / freq(c)``.
 """
 
+import argparse
 import collections
 import dataclasses
 import os
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from fcn_tf.data.config import load_data_config
 from fcn_tf.data.decode import color_table, labels_from_raw, read_image_array, read_mask_raw
 from fcn_tf.data.formats import DatasetError, list_split, listing_problems, split_names
 
@@ -294,10 +296,6 @@ def format_report(report):
 
 def main(argv=None):
     """``python -m fcn_tf.data verify CONFIG [--split NAME ...]``: exit 1 on problems."""
-    import argparse
-
-    from fcn_tf.data.config import load_data_config
-
     parser = argparse.ArgumentParser(prog="python -m fcn_tf.data verify",
                                      description="Check a dataset and print its report.")
     parser.add_argument("config", help="config file; only its \"data\" section is read")

@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from fcn_tf.runs.files import (
     BEST_CHECKPOINT,
@@ -14,6 +15,7 @@ from fcn_tf.runs.files import (
     atomic_write_json,
 )
 from fcn_tf.runs.folder import read_state
+from fcn_tf.visualize import colorize, denormalize, predict_classes
 
 
 class TrainingDiverged(RuntimeError):
@@ -147,10 +149,6 @@ class PredictionImages(keras.callbacks.Callback):
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-
-        from fcn_tf.visualize import colorize, denormalize, predict_classes
-
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
         predicted = predict_classes(self.model, self.images)

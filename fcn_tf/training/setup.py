@@ -8,13 +8,17 @@ its schedule, and the distribution strategy.
 import os
 
 import keras
+import tensorflow as tf
 
 from fcn_tf.config import ConfigError
+from fcn_tf.data import check_dataset, class_pixel_frequencies, median_frequency_weights
 from fcn_tf.losses import BINARY_LOSSES, build_loss
 from fcn_tf.metrics import MeanIoU, PixelAccuracy
-from fcn_tf.runs import resolve_checkpoint
 from fcn_tf.models import build_model, default_preprocessing, get_model_spec
+from fcn_tf.models.registry import validate_model_arguments
+from fcn_tf.runs import resolve_checkpoint
 from fcn_tf.schedules import WarmupSchedule
+from fcn_tf.weights import load_weights
 
 
 def output_channels(config):
@@ -47,8 +51,6 @@ def preflight(config):
     The model name, backbone and options, the weight and checkpoint paths,
     and the cheap dataset checks; each failure names the setting or file.
     """
-    from fcn_tf.models.registry import validate_model_arguments
-
     try:
         validate_model_arguments(
             config.model.name, output_channels(config), config.model.backbone, config.model.options
@@ -63,8 +65,6 @@ def preflight(config):
                 "resolved against the config file's folder)."
             )
     if config.train.check_dataset:
-        from fcn_tf.data import check_dataset
-
         splits = ["train"] + ([config.train.validation_split] if config.train.validation_split else [])
         check_dataset(config.data, splits)
 
@@ -94,8 +94,6 @@ def initialise_weights(model, config):
     """
     preprocessing = default_preprocessing(backbone_name(config), config.data.image_channels)
     if config.model.weights:
-        from fcn_tf.weights import load_weights
-
         loaded = load_weights(model, config.model.weights)
         if getattr(loaded, "preprocessing", None) is not None:
             preprocessing = loaded.preprocessing.for_channels(config.data.image_channels)
@@ -134,8 +132,6 @@ def class_weights(config):
     if spec is None:
         return None
     if isinstance(spec, str):
-        from fcn_tf.data import class_pixel_frequencies, median_frequency_weights
-
         stats = class_pixel_frequencies(config.data, "train")
         weights = median_frequency_weights(stats.counts, stats.image_pixels)
         if spec == "median_frequency_sqrt":
@@ -195,8 +191,6 @@ def build_optimizer(config, steps_per_epoch):
 
 def build_strategy(name):
     """The ``tf.distribute`` strategy for ``train.distribute``."""
-    import tensorflow as tf
-
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
