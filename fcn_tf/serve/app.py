@@ -52,7 +52,9 @@ class ServeConfig:
 
     Args:
         max_batch: the most images one model call batches (``--max-batch``).
-        batch_timeout_ms: how long an open batch waits for more requests.
+        batch_timeout_ms: how long an open batch waits for more requests; 0
+            (the default) batches only the requests already waiting, which
+            under load are those that queued while the model ran.
         max_request_mb: bodies larger than this are refused with 413 before
             they are read.
         max_pixels: requests holding more pixels (all images together) are
@@ -64,7 +66,7 @@ class ServeConfig:
     """
 
     max_batch: int = 8
-    batch_timeout_ms: float = 5.0
+    batch_timeout_ms: float = 0.0
     max_request_mb: float = 32.0
     max_pixels: int = 4 * 1024 * 1024
     request_timeout_s: float = 30.0

@@ -57,7 +57,7 @@ class Batcher:
         on_batch: called with each batch's image count (for metrics).
     """
 
-    def __init__(self, run, max_batch=8, batch_timeout_s=0.005, max_queue=256, on_batch=None):
+    def __init__(self, run, max_batch=8, batch_timeout_s=0.0, max_queue=256, on_batch=None):
         if max_batch < 1:
             raise ValueError(f"max_batch: expected at least 1, received {max_batch}.")
         if batch_timeout_s < 0:
