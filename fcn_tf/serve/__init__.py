@@ -3,8 +3,8 @@
 TensorFlow Serving's REST API v1 (``/v1/models/NAME:predict``), a web page at
 ``/``, dynamic batching, request limits, health and Prometheus metrics, on
 Starlette and uvicorn; ``python -m fcn_tf.serve.load`` load-tests it. See
-docs/SERVING.md. This package imports the export and inference modules, never
-``fcn_tf.training``.
+docs/SERVING.md. This package imports ``fcn_tf.export`` and lower modules,
+never ``fcn_tf.training``.
 
 Example:
     >>> from fcn_tf.serve import ServeConfig, create_app, load_served_model  # doctest: +SKIP

@@ -93,9 +93,9 @@ _FLAGS = {"max_batch": "--max-batch", "batch_timeout_ms": "--batch-timeout-ms",
 
 
 def _as_flags(message):
-    for name, flag in _FLAGS.items():
-        message = message.replace(f"{name}:", f"{flag}:", 1) if message.startswith(name) else message
-    return message
+    """A :class:`ServeConfig` error with the parameter name turned into its flag."""
+    name = message.split(":", 1)[0]
+    return message.replace(name, _FLAGS[name], 1) if name in _FLAGS else message
 
 
 def main(argv=None):
@@ -123,11 +123,7 @@ def main(argv=None):
           f"  page:    http://{args.host}:{args.port}/\n"
           f"  predict: POST http://{args.host}:{args.port}/v1/models/{served.name}:predict",
           flush=True)
-    server.run()
-    if not server.started:
-        print(f"error: could not listen on {args.host}:{args.port} (in use?). Choose another "
-              "--port.", file=sys.stderr)
-        return 1
+    server.run()  # a port in use: uvicorn says so and exits with status 3
     return 0
 
 
