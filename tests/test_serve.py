@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -30,6 +31,7 @@ from fcn_tf.serve.metrics import Metrics
 from fcn_tf.serve.model import (
     COUNTS_OUTPUT,
     PNG_OUTPUT,
+    Signature,
     encode_class_png,
     resolve_model_dir,
     run_export_dir,
@@ -531,3 +533,105 @@ def test_metrics_text_format():
     assert 'fcn_tf_request_duration_seconds_bucket{route="predict",le="0.025"} 2' in text
     assert 'fcn_tf_batch_size_bucket{le="4"} 1' in text and "fcn_tf_batch_size_sum 3" in text
     assert text.endswith("\n") and "# TYPE process_resident_memory_bytes gauge" in text
+
+
+# --- server states, in process (a fake model, the ASGI app called directly) --------
+
+
+class _FakeServed:
+    """What the app needs of a ServedModel; ``run`` sleeps, warm-up waits for a go."""
+
+    name, version, metadata = "fake", 1, {}
+    class_names, colors, num_classes = ["a", "b"], [[0, 0, 0], [255, 255, 255]], 2
+    signatures = {"serving_default": Signature(
+        "serving_default", "images", {"images": ("DT_UINT8", [-1, -1, -1, 3])},
+        {"class_ids": ("DT_INT32", [-1, -1, -1])}, encoded=False, png=False)}
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.go = threading.Event()
+
+    def run(self, images):
+        time.sleep(self.delay)
+        return {"class_ids": np.zeros(images.shape[:3], np.int32)}
+
+    def warm_up(self):
+        assert self.go.wait(10)
+        return (1, 2, 2)
+
+
+async def _asgi(app, method, path, body=b""):
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": [(b"content-length", str(len(body)).encode())], "scheme": "http",
+             "server": ("127.0.0.1", 8501), "client": ("127.0.0.1", 5000), "root_path": ""}
+    await app(scope, receive, send)
+    answer = b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], json.loads(answer)
+
+
+async def _with_lifespan(app, body):
+    incoming = asyncio.Queue()
+    outgoing = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}},
+                                   incoming.get, outgoing.put))
+    await incoming.put({"type": "lifespan.startup"})
+    assert (await outgoing.get())["type"] == "lifespan.startup.complete"
+    try:
+        return await body()
+    finally:
+        await incoming.put({"type": "lifespan.shutdown"})
+        await outgoing.get()
+        await task
+
+
+def test_not_ready_deadline_and_full_queue_answers():
+    from fcn_tf.serve.app import ServeConfig, create_app
+
+    request = json.dumps({"instances": [[[[1, 2, 3]]]]}).encode()
+    path = "/v1/models/fake:predict"
+
+    served = _FakeServed(delay=0.5)
+    app = create_app(served, ServeConfig(request_timeout_s=0.2))
+
+    async def deadline():
+        early = await _asgi(app, "POST", path, request)
+        ready_early = await _asgi(app, "GET", "/readyz")
+        served.go.set()
+        for _ in range(100):
+            if (await _asgi(app, "GET", "/readyz"))[0] == 200:
+                break
+            await asyncio.sleep(0.05)
+        return early, ready_early, await _asgi(app, "POST", path, request)
+
+    early, ready_early, late = asyncio.run(_with_lifespan(app, deadline))
+    assert early[0] == 503 and "model not ready" in early[1]["error"]
+    assert ready_early[0] == 503
+    assert late[0] == 504 and "--request-timeout-s 0.2" in late[1]["error"]
+
+    served = _FakeServed(delay=0.3)
+    served.go.set()
+    app = create_app(served, ServeConfig(max_batch=1, max_queue=1))
+
+    async def crowd():
+        for _ in range(100):
+            if (await _asgi(app, "GET", "/readyz"))[0] == 200:
+                break
+            await asyncio.sleep(0.05)
+        return await asyncio.gather(*[_asgi(app, "POST", path, request) for _ in range(3)])
+
+    answers = asyncio.run(_with_lifespan(app, crowd))
+    codes = sorted(status for status, _ in answers)
+    assert codes.count(503) >= 1 and codes.count(200) >= 1, answers
+    assert all("overloaded" in a["error"] for s, a in answers if s == 503)
