@@ -8,7 +8,8 @@ never ``fcn_tf.training``.
 
 Example:
     >>> from fcn_tf.serve import ServeConfig, create_app, load_served_model  # doctest: +SKIP
-    >>> app = create_app(load_served_model("runs/default"), ServeConfig(max_batch=8))  # doctest: +SKIP
+    >>> served = load_served_model("runs/default")                  # doctest: +SKIP
+    >>> app = create_app(served, ServeConfig(max_batch=8))          # doctest: +SKIP
 """
 
 from fcn_tf.serve.app import ServeConfig, create_app

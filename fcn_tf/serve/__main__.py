@@ -65,9 +65,9 @@ def build_parser():
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch,
                         help="most images per model call when requests are batched")
     parser.add_argument("--batch-timeout-ms", type=float, default=defaults.batch_timeout_ms,
-                        help="how long a batch waits for more requests of the same image size (default 0: "
-                             "it takes those already waiting, i.e. those that queued while "
-                             "the model ran)")
+                        help="how long a batch waits for more requests of the same image "
+                             "size (default 0: it takes those already waiting, i.e. those "
+                             "that queued while the model ran)")
     parser.add_argument("--max-request-mb", type=float, default=defaults.max_request_mb,
                         help="larger request bodies are refused with 413 before being read")
     parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
