@@ -18,9 +18,10 @@ import keras
 import numpy as np
 
 from fcn_tf.data import build_dataset
-from fcn_tf.inference import InferenceOptions, logits_to_classes
+from fcn_tf.inference import InferenceOptions
 from fcn_tf.inference import predict_logits as _predict_with_options
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
+from fcn_tf.outputs import logits_to_classes
 from fcn_tf.runs.files import METRICS_FILE, atomic_write_json, atomic_write_text
 from fcn_tf.visualize import new_figure
 

@@ -35,10 +35,11 @@ import sys
 import tempfile
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 from fcn_tf.precision import PRECISIONS, with_precision
+from fcn_tf.preprocessing import rgb_to_luma
 from fcn_tf.runs.files import METADATA_FILE, TMP_PREFIX
 from fcn_tf.runs.folder import (
     backbone_of_model,
@@ -59,7 +60,6 @@ TFLITE_PRECISIONS = ("float32", "float16", "int8")
 SIGNATURE_IMAGES = "serving_default"
 SIGNATURE_BYTES = "serving_bytes"
 METADATA_VERSION = 1
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 # Node names that appear in the error of a wrongly shaped input.
 SHAPE_CHECK_IMAGES = "images_must_be_batch_height_width_3_uint8_rgb"
 SHAPE_CHECK_PIXELS = "pixels_must_be_batch_height_width_channels_float32"
@@ -73,30 +73,19 @@ def _serving_module(model, preprocessing, channels, jit_compile=False):
     size, but every new input size is compiled again (seconds; see
     docs/PERFORMANCE.md), so it is off unless the served sizes are few.
     """
-    binary = int(model.output_shape[-1]) == 1
-    mean = tf.constant(np.float32(preprocessing.mean))
-    std = tf.constant(np.float32(preprocessing.std))
-
     def outputs(logits):
-        if binary:
-            p = tf.sigmoid(logits)
-            return {"class_ids": tf.cast(logits[..., 0] > 0, tf.int32),
-                    "probabilities": tf.concat([1.0 - p, p], axis=-1)}
-        return {"class_ids": tf.argmax(logits, axis=-1, output_type=tf.int32),
-                "probabilities": tf.nn.softmax(logits, axis=-1)}
+        return {"class_ids": logits_to_classes(logits),
+                "probabilities": logits_to_probabilities(logits)}
 
     # One traced function holds the network; every signature calls it, so the
     # model is traced (and stored in the graph) once.
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)],
                  jit_compile=jit_compile)
     def logits_of_pixels(pixels):
-        return tf.cast(model((pixels - mean) / std, training=False), tf.float32)
+        return tf.cast(model(preprocessing.apply(pixels), training=False), tf.float32)
 
     def from_rgb(images):
-        pixels = tf.cast(images, tf.float32)
-        if channels == 1:
-            luma = tf.reduce_sum(pixels * tf.constant(LUMA_WEIGHTS, tf.float32), -1, keepdims=True)
-            pixels = tf.round(luma)
+        pixels = tf.cast(rgb_to_luma(images) if channels == 1 else images, tf.float32)
         return outputs(logits_of_pixels(pixels))
 
     def decode(data, first_shape):

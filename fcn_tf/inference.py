@@ -204,21 +204,3 @@ def predict_logits(fn, images, options=None):
     if options.window is None:
         return tta_logits(fn, images, options.scales, options.flip)
     return np.stack([sliding_window_logits(fn, image, options) for image in images])
-
-
-def logits_to_classes(logits):
-    """Class ids: argmax, or ``logit > 0`` for a single binary logit."""
-    logits = np.asarray(logits)
-    if logits.shape[-1] == 1:
-        return (logits[..., 0] > 0).astype(np.int32)
-    return logits.argmax(-1).astype(np.int32)
-
-
-def logits_to_probabilities(logits):
-    """Softmax over classes; a single binary logit gives ``[1 - p, p]``."""
-    logits = np.asarray(logits, np.float32)
-    if logits.shape[-1] == 1:
-        p = 1.0 / (1.0 + np.exp(-logits))
-        return np.concatenate([1.0 - p, p], axis=-1)
-    shifted = np.exp(logits - logits.max(-1, keepdims=True))
-    return shifted / shifted.sum(-1, keepdims=True)

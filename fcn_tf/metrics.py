@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from fcn_tf.outputs import logits_to_classes
+
 
 def confusion_matrix(labels, predictions, num_classes, ignore_label=255):
     """NumPy confusion matrix ``[true, predicted]`` of int arrays, ignore excluded."""
@@ -60,13 +62,6 @@ def _none_if_nan(value):
     return None if np.isnan(value) else float(value)
 
 
-def predicted_classes(logits):
-    """Class ids from logits: argmax, or ``logit > 0`` for a single channel."""
-    if logits.shape[-1] == 1:
-        return ops.cast(logits[..., 0] > 0, "int32")
-    return ops.cast(ops.argmax(logits, axis=-1), "int32")
-
-
 class ConfusionMatrixMetric(keras.metrics.Metric):
     """Accumulates a ``[num_classes, num_classes]`` confusion matrix over a dataset.
 
@@ -86,7 +81,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
-        predicted = ops.reshape(predicted_classes(y_pred), (-1,))
+        predicted = ops.reshape(logits_to_classes(y_pred), (-1,))
         valid = ops.cast(ops.not_equal(labels, self.ignore_label), "float32")
         labels = ops.where(valid > 0, labels, ops.zeros_like(labels))
         index = labels * self.num_classes + predicted

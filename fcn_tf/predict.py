@@ -24,12 +24,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from fcn_tf.inference import (
-    InferenceOptions,
-    logits_to_classes,
-    logits_to_probabilities,
-    sliding_window_bands,
-)
+from fcn_tf.data.decode import read_image_array
+from fcn_tf.inference import InferenceOptions, sliding_window_bands
+from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
+from fcn_tf.preprocessing import rgb_to_luma
 from fcn_tf.runs import load_for_inference
 from fcn_tf.utils.cli import report_error
 from fcn_tf.visualize import overlay
@@ -60,18 +58,13 @@ def list_inputs(inputs):
 
 
 def read_rgb(path):
-    """uint8 ``[H, W, 3]`` RGB of an image file (Pillow: PNG, JPEG, TIFF, ...)."""
-    Image.MAX_IMAGE_PIXELS = None  # large aerial / scanned images are the point here
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), np.uint8)
+    """uint8 ``[H, W, 3]`` RGB of an image file of any size (Pillow: PNG, JPEG, TIFF, ...)."""
+    return read_image_array(path, 3, allow_large=True)
 
 
 def to_model_channels(rgb, channels):
-    """RGB to the model's channels (grayscale: ITU-R 601-2 luma, as training read it)."""
-    if channels == 3:
-        return rgb
-    luma = rgb.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
-    return np.round(luma)[..., None].astype(np.uint8)
+    """RGB to the model's channels (grayscale: luma, as training read it)."""
+    return rgb if channels == 3 else rgb_to_luma(rgb)
 
 
 def segment_image(model, rgb, options, probabilities_path=None):

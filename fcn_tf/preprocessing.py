@@ -21,10 +21,13 @@ Example:
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
 from fcn_tf.utils.names import unknown_name_message
 
 VGG_MEAN_RGB = (123.68, 116.779, 103.939)
+# ITU-R 601-2 luma, as Pillow's convert("L").
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 _PRESETS = {
     "vgg": (VGG_MEAN_RGB, (1.0, 1.0, 1.0)),
@@ -79,19 +82,19 @@ class Preprocessing:
             "channels; give 'mean' and 'std' with one value per channel."
         )
 
-    def apply_numpy(self, images):
-        """Normalise a NumPy array of pixels in [0, 255] (channels last)."""
-        images = np.asarray(images, dtype=np.float32)
-        return (images - np.float32(self.mean)) / np.float32(self.std)
-
     def apply(self, images):
-        """Normalise a tensor of pixels in [0, 255] (channels last), any backend."""
-        from keras import ops
+        """``(pixels - mean) / std`` of pixels in [0, 255] (channels last) as float32.
 
-        images = ops.cast(images, "float32")
-        mean = ops.convert_to_tensor(np.float32(self.mean))
-        std = ops.convert_to_tensor(np.float32(self.std))
-        return (images - mean) / std
+        The one normalisation of the package: the data pipeline, the
+        exported graph and inference all call it. A tensor (also inside
+        ``tf.data`` and ``tf.function``) gives a tensor.
+        """
+        images = tf.cast(images, tf.float32)
+        return (images - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
+
+    def apply_numpy(self, images):
+        """:meth:`apply` for a NumPy array; returns a NumPy array."""
+        return self.apply(np.asarray(images)).numpy()
 
     def to_dict(self):
         return {"mean": list(self.mean), "std": list(self.std)}
@@ -99,3 +102,19 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data):
         return cls(mean=tuple(data["mean"]), std=tuple(data["std"]))
+
+
+def rgb_to_luma(rgb):
+    """``[..., 3]`` RGB pixels to ``[..., 1]`` uint8 luma (ITU-R 601-2, rounded, as Pillow's "L").
+
+    The one RGB-to-grayscale conversion: the data pipeline, predict and the
+    exported graph use it. A NumPy array gives a NumPy array.
+
+    Example:
+        >>> rgb_to_luma(np.array([[255, 255, 255]], np.uint8)).tolist()
+        [[255]]
+    """
+    pixels = tf.cast(rgb[..., :3], tf.float32)
+    luma = tf.reduce_sum(pixels * tf.constant(LUMA_WEIGHTS, tf.float32), -1, keepdims=True)
+    luma = tf.cast(tf.round(luma), tf.uint8)
+    return luma.numpy() if isinstance(rgb, np.ndarray) else luma

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from fcn_tf.outputs import logits_to_classes
+
 IGNORE_COLOR = (0, 0, 0)
 
 
@@ -30,10 +32,7 @@ def overlay(image, mask, colors, ignore_label=255, alpha=0.5):
 
 def predict_classes(model, images):
     """Class ids of a batch of normalised images (argmax, or logit > 0 for one channel)."""
-    logits = np.asarray(model(np.asarray(images, np.float32), training=False))
-    if logits.shape[-1] == 1:
-        return (logits[..., 0] > 0).astype(np.int32)
-    return logits.argmax(-1).astype(np.int32)
+    return logits_to_classes(np.asarray(model(np.asarray(images, np.float32), training=False)))
 
 
 def new_figure(figsize):

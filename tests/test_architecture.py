@@ -17,6 +17,7 @@ PACKAGE = ROOT / "fcn_tf"
 # Lowest first. A unit may import only units of a lower layer.
 LAYERS = [
     {"fcn_tf.utils"},
+    {"fcn_tf.outputs"},         # logits -> class ids / probabilities
     {"fcn_tf.layers", "fcn_tf.preprocessing", "fcn_tf.precision", "fcn_tf.schedules",
      "fcn_tf.losses", "fcn_tf.metrics", "fcn_tf.visualize"},
     {"fcn_tf.backbones"},

@@ -141,7 +141,7 @@ def _randomise_zero_kernels(model, seed):
 
 
 def _reference(model, images, mean, std, channels):
-    from fcn_tf.inference import logits_to_classes, logits_to_probabilities
+    from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 
     pixels = images.astype(np.float32)
     if channels == 1:

@@ -12,7 +12,7 @@ from fcn_tf.data.bench import bench_pipelines
 from fcn_tf.data.config import DataConfig
 from fcn_tf.data.pipeline import build_dataset
 from fcn_tf.export import export_saved_model
-from fcn_tf.inference import logits_to_classes
+from fcn_tf.outputs import logits_to_classes
 from fcn_tf.losses import SegmentationCrossEntropy
 from fcn_tf.models import build_model
 from fcn_tf.precision import with_precision

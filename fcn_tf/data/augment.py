@@ -192,14 +192,12 @@ def augment_example(image, mask, seed, *, augment, crop_size, preprocessing, ign
     """
     crop_hw = (int(crop_size[0]), int(crop_size[1]))
     photo_seed, geo_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    mean = tf.constant(preprocessing.mean, tf.float32)
-    std = tf.constant(preprocessing.std, tf.float32)
 
     def colour(pixels):
         pixels = tf.cast(pixels, tf.float32)
         if augment.enabled:
             pixels = photometric(pixels, photo_seed, augment)
-        return (pixels - mean) / std
+        return preprocessing.apply(pixels)
 
     geometry = augment if augment.enabled else _NO_AUGMENT
     if geometry.rotation > 0:

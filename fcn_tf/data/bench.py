@@ -84,13 +84,11 @@ def decode_only_dataset(config, split, batch_size, crop_size, preprocessing):
     """Decode + centre crop/pad + normalise + batch: the floor a pipeline can reach."""
     files = split_files(config, split)
     decode = make_decoder(config)
-    mean = tf.constant(preprocessing.mean, tf.float32)
-    std = tf.constant(preprocessing.std, tf.float32)
 
     def to_batchable(image, mask):
         image = tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), *crop_size)
         mask = tf.image.resize_with_crop_or_pad(mask[..., None], *crop_size)[..., 0]
-        return (image - mean) / std, tf.cast(mask, tf.int32)
+        return preprocessing.apply(image), tf.cast(mask, tf.int32)
 
     images, masks = zip(*files)
     ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))

@@ -21,6 +21,9 @@ readers here are also what the verifier uses, so both see the same labels.
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
+
+from fcn_tf.preprocessing import rgb_to_luma
 
 _TIFF = r".*\.tiff?"
 
@@ -48,21 +51,33 @@ def _color_keys(rgb):
 # --- NumPy (Pillow) readers: the verifier and the TF fallbacks -------------
 
 
-def read_image_array(path, channels):
-    """uint8 [H, W, channels] image; raises OSError on unreadable/truncated files."""
-    from PIL import Image
+def read_image_array(path, channels, allow_large=False):
+    """uint8 ``[H, W, channels]`` pixels of an image file: the package's one image reader.
 
-    with Image.open(path) as im:
-        im.load()
-        im = im.convert("RGB" if channels == 3 else "L")
-        array = np.asarray(im, np.uint8)
-    return array if channels == 3 else array[..., None]
+    Any mode Pillow reads (gray, gray+alpha, palette, RGB, RGBA, 16-bit) is
+    converted to RGB, then to luma (:func:`fcn_tf.preprocessing.rgb_to_luma`)
+    for one channel. Raises OSError on unreadable or truncated files.
+
+    Args:
+        path: the image file.
+        channels: 3 (RGB) or 1 (luma).
+        allow_large: lift Pillow's decompression-bomb limit (predict reads
+            large aerial and scanned images on purpose).
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        if allow_large:
+            Image.MAX_IMAGE_PIXELS = None
+        with Image.open(path) as im:
+            im.load()
+            array = np.asarray(im.convert("RGB"), np.uint8)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return array if channels == 3 else rgb_to_luma(array)
 
 
 def read_mask_raw(path, encoding):
     """The raw stored mask values: [H, W] (or [H, W, 3] for ``rgb``) and the PIL mode."""
-    from PIL import Image
-
     with Image.open(path) as im:
         im.load()
         mode = im.mode
@@ -120,12 +135,7 @@ def to_channels(image, channels):
     if channels == 3:
         return tf.cond(gray, lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3])
 
-    def luma():  # ITU-R 601-2, as Pillow's convert("L")
-        weights = tf.constant([0.299, 0.587, 0.114], tf.float32)
-        y = tf.reduce_sum(tf.cast(image[..., :3], tf.float32) * weights, -1, keepdims=True)
-        return tf.cast(tf.round(y), tf.uint8)
-
-    return tf.cond(gray, lambda: image[..., :1], luma)
+    return tf.cond(gray, lambda: image[..., :1], lambda: rgb_to_luma(image))
 
 
 def decode_image(path, channels):

@@ -89,10 +89,8 @@ def _shard(files, input_context, split):
 
 
 def _normaliser(preprocessing):
-    """``(x - mean) / std`` in plain TensorFlow (tf.data runs whatever the Keras backend)."""
-    mean = tf.constant(preprocessing.mean, tf.float32)
-    std = tf.constant(preprocessing.std, tf.float32)
-    return lambda image: (tf.cast(image, tf.float32) - mean) / std
+    """:meth:`Preprocessing.apply <fcn_tf.preprocessing.Preprocessing.apply>` as a function."""
+    return preprocessing.apply
 
 
 def _pad_to_multiple(image, mask, multiple, ignore_label):
