@@ -10,6 +10,9 @@ of every model stays float32, so outputs are float32 in any precision.
 
 import os
 
+import keras
+import tensorflow as tf
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 AUTO = "auto"
 # CPU flags (Linux /proc/cpuinfo) of bf16 matrix units that oneDNN uses.
@@ -37,9 +40,12 @@ def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
     return []
 
 
-def _gpu_compute_capabilities():
-    import tensorflow as tf
+def gpu_devices():
+    """The logical GPU devices TensorFlow sees here (the package's one GPU check)."""
+    return tf.config.list_logical_devices("GPU")
 
+
+def _gpu_compute_capabilities():
     capabilities = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
@@ -86,8 +92,6 @@ def with_precision(model, precision):
     float32 for bfloat16 inference, and a mixed-precision one for TFLite
     (which has no bfloat16 kernels).
     """
-    import keras
-
     check_precision(precision)
     if all(layer.dtype_policy.name == layer_precision(layer, precision)
            for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)):

@@ -21,6 +21,8 @@ import time
 import keras
 import numpy as np
 
+from fcn_tf.precision import gpu_devices
+
 MARGIN = 0.10  # XLA must save at least 10% of a step to be kept
 TIMED_STEPS = 3
 
@@ -41,9 +43,7 @@ def measure_train_step(model, optimizer_fn, loss, batch_shape, jit_compile, step
 
 
 def _has_gpu():
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
+    return bool(gpu_devices())
 
 
 def choose_jit_compile(config, model, optimizer_fn, loss, precision="float32"):

@@ -16,6 +16,7 @@ from fcn_tf.losses import BINARY_LOSSES, build_loss
 from fcn_tf.metrics import MeanIoU, PixelAccuracy
 from fcn_tf.models import build_model, default_preprocessing, get_model_spec
 from fcn_tf.models.registry import validate_model_arguments
+from fcn_tf.precision import gpu_devices
 from fcn_tf.runs import resolve_checkpoint
 from fcn_tf.schedules import WarmupSchedule
 from fcn_tf.weights import load_weights
@@ -194,6 +195,6 @@ def build_strategy(name):
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        devices = gpu_devices() or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     return tf.distribute.MultiWorkerMirroredStrategy()
