@@ -28,18 +28,13 @@ import re
 import numpy as np
 
 from fcn_tf.export import SIGNATURE_BYTES, SIGNATURE_IMAGES
+from fcn_tf.runs.files import CONFIG_FILE, EXPORT_DIR, METADATA_FILE
+from fcn_tf.runs.folder import is_saved_model
 
 SIGNATURE_PNG = "serving_png"
 SIGNATURE_BYTES_PNG = "serving_bytes_png"
 PNG_OUTPUT = "class_ids_png_bytes"
 COUNTS_OUTPUT = "class_pixel_counts"
-# File names of an export and a run folder. Run folders are being moved into
-# their own module; these four names (and run_export_dir) are the only place
-# serving depends on their layout, to be switched to that module once it lands.
-RUN_EXPORT_FOLDER = "export"
-RUN_CONFIG_FILE = "config.json"
-SAVED_MODEL_FILE = "saved_model.pb"
-METADATA_FILE = "metadata.json"
 DEFAULT_WARMUP_SIZE = (64, 64)
 _NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -62,18 +57,13 @@ class Signature:
     png: bool
 
 
-def is_saved_model(path):
-    """Whether ``path`` is a SavedModel folder (one holding ``saved_model.pb``)."""
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
-
-
 def run_export_dir(run_dir):
     """The SavedModel folder of a training run folder: ``RUN/export``.
 
     Raises ``FileNotFoundError`` naming the run folder and the export command
     when the run has no export.
     """
-    export_dir = os.path.join(run_dir, RUN_EXPORT_FOLDER)
+    export_dir = os.path.join(run_dir, EXPORT_DIR)
     if not is_saved_model(export_dir):
         raise FileNotFoundError(
             f"MODEL {run_dir}: a run folder without a SavedModel in {export_dir}. Export it "
@@ -108,11 +98,11 @@ def resolve_model_dir(path):
                       if n.isdigit() and is_saved_model(os.path.join(path, n)))
     if versions:
         return os.path.join(path, str(versions[-1])), versions[-1], base
-    if os.path.isfile(os.path.join(path, RUN_CONFIG_FILE)):
+    if os.path.isfile(os.path.join(path, CONFIG_FILE)):
         return run_export_dir(path), 1, base
     raise FileNotFoundError(
         f"MODEL {path}: found no saved_model.pb in it, no numbered version folders holding "
-        f"one, and no {RUN_CONFIG_FILE} of a run folder. Give an export folder "
+        f"one, and no {CONFIG_FILE} of a run folder. Give an export folder "
         "(python -m fcn_tf.export --out DIR), a base folder such as models/seg with "
         "models/seg/1/, or a run folder.")
 
