@@ -23,9 +23,15 @@ from fcn_tf.visualize import denormalize, predict_classes, save_curves, save_pre
 from fcn_tf.config import ConfigError
 from fcn_tf.precision import resolve_precision
 from fcn_tf.backbones import backbone_layers
-from fcn_tf.runs import RunLock, choose_run_dir, create_run_dir, read_preprocessing, read_state
+from fcn_tf.runs import (
+    RunLock,
+    choose_run_dir,
+    create_run_dir,
+    read_preprocessing,
+    read_state,
+    resolve_checkpoint,
+)
 from fcn_tf.runs.files import (
-    BEST_CHECKPOINT,
     CONFIG_FILE,
     CURVES_FILE,
     EXPORT_DIR,
@@ -317,8 +323,7 @@ def write_history(run_dir, history):
 
 def finish_run(run_dir, config, run_state, preprocessing, info, verbose=1):
     """Evaluate the best model, draw predictions, and export if asked; return metrics."""
-    best = os.path.join(run_dir, BEST_CHECKPOINT)
-    path = best if os.path.exists(best) else os.path.join(run_dir, run_state.state["checkpoint"])
+    path = resolve_checkpoint(run_dir)  # best.keras, else the last checkpoint
     model = keras.models.load_model(path, compile=False)
     metrics = {}
     if config.eval.split:

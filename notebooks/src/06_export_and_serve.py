@@ -38,8 +38,8 @@ import fcn_tf
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
 from fcn_tf.export import export_checkpoint
-from fcn_tf.runs import load_for_inference
-from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.outputs import logits_to_probabilities
+from fcn_tf.runs import load_for_inference, read_preprocessing
 from fcn_tf.training.trainer import train
 from fcn_tf.visualize import colorize
 
@@ -103,9 +103,9 @@ served = serve(images=tf.constant(images))
 assert served["class_ids"].dtype == tf.int32 and served["class_ids"].shape == images.shape[:3]
 
 keras_model = keras.models.load_model(run_dir / "best.keras", compile=False)
-preprocessing = Preprocessing.from_dict(json.loads((run_dir / "preprocessing.json").read_text()))
-normalised = (images.astype(np.float32) - np.float32(preprocessing.mean)) / np.float32(preprocessing.std)
-keras_probabilities = tf.nn.softmax(keras_model(normalised, training=False), axis=-1).numpy()
+preprocessing = read_preprocessing(run_dir)  # the run's preprocessing.json
+normalised = preprocessing.apply_numpy(images)
+keras_probabilities = logits_to_probabilities(keras_model(normalised, training=False).numpy())
 difference = np.abs(served["probabilities"].numpy() - keras_probabilities).max()
 agreement = (served["class_ids"].numpy() == keras_probabilities.argmax(-1)).mean()
 print(f"SavedModel vs Keras: max |Δ probability| = {difference:.2e}, same class on {agreement:.2%} of pixels")
