@@ -160,7 +160,7 @@ def float32_copy(model):
 def convert_tflite(module, size, precision="float32"):
     """TFLite flatbuffer bytes of ``module``'s uint8 RGB path at a fixed ``[1, H, W, 3]``."""
     if precision not in TFLITE_PRECISIONS:
-        raise ValueError(f"--tflite-precision: expected one of {', '.join(TFLITE_PRECISIONS)}, "
+        raise ValueError(f"tflite_precision: expected one of {', '.join(TFLITE_PRECISIONS)}, "
                          f"received {precision!r}.")
     height, width = size
     # Through Keras' ExportArchive, as keras.Model.export(format="litert") does:
@@ -443,7 +443,8 @@ def main(argv=None):
                               jit_compile=args.jit_compile, verbose=1)
     except (FileExistsError, FileNotFoundError, ValueError, OSError) as error:
         return report_error(error, {"out": "--out", "checkpoint": "--checkpoint",
-                                    "overwrite": "--overwrite"})
+                                    "overwrite": "--overwrite",
+                                    "tflite_precision": "--tflite-precision"})
     print(f"SavedModel: {result['export_dir']} ({result['saved_model_bytes'] / 2**20:.2f} MiB)")
     if "tflite_bytes" in result:
         print(f"TFLite: {os.path.join(result['export_dir'], TFLITE_FILE)} "

@@ -215,3 +215,22 @@ def test_gif_images_are_listed(tmp_path):
     Image.open(image_path).convert("RGB").save(image_path[:-4] + ".gif")
     os.remove(image_path)
     assert any(p.endswith(".gif") for p, _ in split_files(config, "val"))
+
+
+FULL_DISK = textwrap.dedent("""
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))  # as `ulimit -f`
+    from fcn_tf import train
+    sys.exit(train.main([sys.argv[1], "--quiet"]))
+""")
+
+
+def test_a_full_disk_is_a_clear_error_and_the_run_can_resume(tmp_path):
+    path = write_config(tmp_path, tiny_config(tmp_path, train={"epochs": 1, "batch_size": 4,
+                                                                "learning_rate": 0.01,
+                                                                "jit_compile": False}))
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, str(path)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "disk full or file size limit" in result.stderr and "Traceback" not in result.stderr
+    assert "run the same command again to resume" in result.stderr

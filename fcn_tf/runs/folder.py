@@ -95,8 +95,8 @@ def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
                 raise ValueError(
                     f"Run folder {last} holds an unfinished run started with a different "
                     f"config (differs at: {', '.join(differing[:8])}). Run with the same "
-                    "config to resume it, or pass --fresh to start a new run folder "
-                    "(or --set output.name=NEW)."
+                    "config to resume it, or pass fresh=True to start a new run folder "
+                    "(or give output.name a new name)."
                 )
             # No state yet: the run stopped before its first epoch ended.
             return last, state is not None
