@@ -225,7 +225,7 @@ FULL_DISK = textwrap.dedent("""
 """)
 
 
-def test_a_full_disk_is_a_clear_error_and_the_run_can_resume(tmp_path):
+def test_a_file_size_limit_while_training_is_a_clear_error(tmp_path):
     path = write_config(tmp_path, tiny_config(tmp_path, train={"epochs": 1, "batch_size": 4,
                                                                 "learning_rate": 0.01,
                                                                 "jit_compile": False}))
