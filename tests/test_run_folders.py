@@ -94,6 +94,16 @@ def test_divergence_guard_stops_at_nan_inf_or_100x_the_first_epoch(loss, referen
     if stops and reference is not None and np.isfinite(loss):
         message = guard.message("RUN", checkpoint_kept=True)
         assert "100x the first epoch's" in message and "last good checkpoint is kept" in message
+    # In the first epoch the first step's loss is the reference.
+    early = StopOnNaN(lambda: None, factor=100.0)
+    early.set_model(_Model())
+    early.on_epoch_begin(0)
+    early.on_train_batch_end(0, {"loss": 1.1})
+    early.on_train_batch_end(1, {"loss": 50.0})
+    assert early.failure is None
+    early.on_train_batch_end(2, {"loss": 8e10})
+    assert early.failure == (1, 3, 8e10, 1.1)
+    assert "more than 100x the first step's 1.1" in early.message("RUN", checkpoint_kept=False)
     off = StopOnNaN(lambda: reference, factor=None)
     off.set_model(_Model())
     off.on_train_batch_end(0, {"loss": 8e10})
@@ -234,3 +244,14 @@ def test_a_file_size_limit_while_training_is_a_clear_error(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "disk full or file size limit" in result.stderr and "Traceback" not in result.stderr
     assert "run the same command again to resume" in result.stderr
+
+
+def test_a_finite_exploding_loss_stops_training_and_writes_no_checkpoint_of_it(tmp_path, capsys):
+    config = tiny_config(tmp_path, train={"epochs": 2, "batch_size": 4, "optimizer": "adam",
+                                          "learning_rate": 1e5, "jit_compile": False})
+    assert train.main([str(write_config(tmp_path, config)), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Training diverged: the loss reached" in err and "more than 100x the first" in err
+    assert "No checkpoint was written yet" in err
+    run_dir = tmp_path / "runs" / "tiny"
+    assert not (run_dir / "best.keras").exists() and os.listdir(run_dir / "checkpoints") == []

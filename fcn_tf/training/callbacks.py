@@ -29,11 +29,14 @@ class RunState(keras.callbacks.Callback):
     resume) is written under a new name, then ``state.json`` is switched to
     it atomically, then the previous one is deleted. The best checkpoint (by
     ``monitor``, higher is better) is replaced atomically. An epoch whose
-    loss is not finite writes nothing, so the last good checkpoint stays.
+    loss is not finite, or in which ``diverged()`` became true, writes
+    nothing, so the last good checkpoint stays.
     """
 
-    def __init__(self, run_dir, monitor="val_mean_iou", total_epochs=None):
+    def __init__(self, run_dir, monitor="val_mean_iou", total_epochs=None,
+                 diverged=lambda: False):
         super().__init__()
+        self.diverged = diverged
         self.run_dir = run_dir
         self.monitor = monitor
         self.total_epochs = total_epochs
@@ -45,7 +48,7 @@ class RunState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        if not math.isfinite(float(logs.get("loss", float("nan")))):
+        if not math.isfinite(float(logs.get("loss", float("nan")))) or self.diverged():
             return
         ckpt_dir = os.path.join(self.run_dir, CHECKPOINT_DIR)
         name = f"epoch{epoch + 1:04d}.keras"
@@ -83,9 +86,12 @@ def _to_float(value):
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training when the loss diverges: NaN, infinite, or ``factor`` x the first epoch's.
 
+    During the first epoch (before it has a mean) the first step's loss is
+    the reference.
+
     Args:
         reference: a callable giving the first epoch's mean loss, or ``None``
-            while the first epoch runs (the ratio is then not checked).
+            while the first epoch runs.
         factor: the largest allowed ratio of the running loss to the
             reference; ``None`` checks only NaN and infinity.
     """
@@ -96,6 +102,8 @@ class StopOnNaN(keras.callbacks.Callback):
         self.failure = None
         self.reference = reference
         self.factor = factor
+        self.first_step_loss = None
+        self.reference_is_first_step = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -105,7 +113,12 @@ class StopOnNaN(keras.callbacks.Callback):
         if loss is None:
             return
         loss = float(loss)
+        if self.epoch == 0 and batch == 0 and math.isfinite(loss):
+            self.first_step_loss = loss
         reference = self.reference() if self.factor else None
+        self.reference_is_first_step = reference is None
+        if reference is None and self.factor and self.epoch == 0:
+            reference = self.first_step_loss
         too_large = (reference is not None and math.isfinite(reference) and reference > 0
                      and loss > self.factor * reference)
         if not math.isfinite(loss) or too_large:
@@ -115,8 +128,9 @@ class StopOnNaN(keras.callbacks.Callback):
     def message(self, run_dir, checkpoint_kept):
         epoch, step, value, reference = self.failure
         what = (f"the loss became {value}" if reference is None else
-                f"the loss reached {value:.4g}, more than {self.factor:g}x the first epoch's "
-                f"{reference:.4g} (train.divergence_factor)")
+                f"the loss reached {value:.4g}, more than {self.factor:g}x the first "
+                f"{'step' if self.reference_is_first_step else 'epoch'}'s {reference:.4g} "
+                "(train.divergence_factor)")
         kept = (f"The last good checkpoint is kept in {run_dir}." if checkpoint_kept else
                 f"No checkpoint was written yet (the run folder {run_dir} has none).")
         return (

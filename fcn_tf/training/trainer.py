@@ -169,7 +169,7 @@ def train(config, *, fresh=False, verbose=1):
         run_dir, resuming = choose_run_dir(parent, config.output.name, effective, fresh,
                                            create=False)
     except (NotADirectoryError, PermissionError) as error:
-        raise ConfigError(f"output.dir: {error}") from None
+        raise ConfigError(f"output.dir: {str(error).removeprefix('parent: ')}") from None
     new_folder = not os.path.exists(run_dir)
     # An existing folder is locked before its state is read; a new one is made
     # (and locked) only once every check that can fail has passed.
@@ -230,7 +230,10 @@ def _fit_in(config, run_dir, resuming, state, done, model, optimizer, loss, prep
             batch_size=config.train.batch_size, preprocessing=preprocessing, input_context=ctx,
         ))
     monitor = "val_mean_iou" if val is not None else "mean_iou"
-    run_state = RunState(run_dir, monitor=monitor, total_epochs=epochs)
+    nan_stop = StopOnNaN(lambda: _first_epoch_loss(run_state.state),
+                         config.train.divergence_factor)
+    run_state = RunState(run_dir, monitor=monitor, total_epochs=epochs,
+                         diverged=lambda: nan_stop.failure is not None)
     run_state.state.setdefault("precision", precision)  # what "auto" became (kept on resume)
     if "jit_compile" not in run_state.state:
         with strategy.scope():
@@ -240,8 +243,6 @@ def _fit_in(config, run_dir, resuming, state, done, model, optimizer, loss, prep
     jit_compile = run_state.state["jit_compile"]["jit_compile"]
     if verbose and config.train.jit_compile == "auto":
         print(f"train.jit_compile {run_state.state['jit_compile']['reason']}", flush=True)
-    nan_stop = StopOnNaN(lambda: _first_epoch_loss(run_state.state),
-                         config.train.divergence_factor)
     callbacks = [LearningRateLogger(), nan_stop, run_state, _HistoryFiles(run_dir, run_state)]
     if config.output.tensorboard:
         log_dir = os.path.join(run_dir, TENSORBOARD_DIR)
