@@ -7,7 +7,10 @@ overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made).
 
 import argparse
 import errno
+import re
 import sys
+
+import tensorflow as tf
 
 from fcn_tf.config import ConfigError
 from fcn_tf.config.run_config import load_config
@@ -34,6 +37,15 @@ def main(argv=None):
     except (ConfigError, DatasetError, TrainingDiverged, RunFolderLocked, FileNotFoundError,
             ValueError) as error:
         return report_error(error, {"fresh": "--fresh"})
+    except tf.errors.InvalidArgumentError as error:
+        # A data check inside the input pipeline (mask values, image and mask sizes).
+        found = re.search(r"assertion failed: (.*)", error.message)
+        if not found:
+            raise
+        return report_error(ValueError(
+            f"a data file failed a check during training: {found.group(1).strip()} Run "
+            "`python -m fcn_tf.data verify CONFIG` for every problem; the same command "
+            "resumes the run once the data is fixed."))
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             return report_error(OSError(

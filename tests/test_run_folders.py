@@ -203,6 +203,23 @@ def test_16_bit_id_masks_are_read_as_their_values_or_refused_by_verify_and_train
         _masks(config)
 
 
+def test_a_pipeline_data_check_during_training_is_a_clear_error(tmp_path, capsys):
+    from fcn_tf.data import split_files
+
+    config = tiny_config(tmp_path, train={"epochs": 1, "batch_size": 4, "check_dataset": False,
+                                          "jit_compile": False})
+    from fcn_tf.data import parse_data_config
+
+    first_mask = split_files(parse_data_config(config["data"]), "train")[0][1]
+    wide = cv2.imread(first_mask, cv2.IMREAD_UNCHANGED).astype(np.uint16)
+    wide[0, 0] = 300
+    cv2.imwrite(first_mask, wide)
+    assert train.main([str(write_config(tmp_path, config)), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "a data file failed a check during training: [16-bit mask with values above 255" in err
+    assert "000.png" in err
+
+
 def test_rgb_colour_masks_read_as_ids_get_a_hint(tmp_path):
     from fcn_tf.data import split_files, verify
 
