@@ -26,7 +26,9 @@ class ModelConfig:
     name: str = _f("unet", help="a name from fcn_tf.list_models()")
     backbone: str | None = _f(help="a name from fcn_tf.list_backbones(name); null = default")
     options: dict = _f(factory=dict, help="builder options, e.g. {\"base_filters\": 16}")
-    weights: str | None = _f(path=True, help="backbone/model weights: .mat, .h5, .npz, .keras")
+    weights: str | None = _f(path=True, keywords=("imagenet",),
+                             help='backbone/model weights: "imagenet", or a .mat, .h5, .npz, '
+                                  '.pth, .keras file')
     init_checkpoint: str | None = _f(
         path=True, help="a run folder or .keras file to start from (e.g. FCN-16s from FCN-32s)"
     )

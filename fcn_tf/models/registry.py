@@ -4,21 +4,13 @@ import dataclasses
 import functools
 import inspect
 
+from fcn_tf.backbones import BACKBONE_PREPROCESSING
 from fcn_tf.models.deeplabv3plus import build_deeplabv3plus
 from fcn_tf.models.fcn import build_fcn
 from fcn_tf.models.fcn_deconv import build_fcn_deconv
 from fcn_tf.models.unet import build_unet
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.utils.names import unknown_key_message, unknown_name_message
-
-# The normalisation each backbone's pretrained weights expect.
-BACKBONE_PREPROCESSING = {
-    "vgg16": "vgg",
-    "vgg19": "vgg",
-    "mobilenet_v2": "inception",
-    "xception": "inception",
-    "unet_encoder": "unit",
-}
 
 
 @dataclasses.dataclass(frozen=True)

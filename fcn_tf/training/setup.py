@@ -19,7 +19,8 @@ from fcn_tf.models.registry import validate_model_arguments
 from fcn_tf.precision import gpu_devices
 from fcn_tf.runs import resolve_checkpoint
 from fcn_tf.schedules import WarmupSchedule
-from fcn_tf.weights import load_weights
+from fcn_tf.weights import IMAGENET, load_weights
+from fcn_tf.weights.imagenet import imagenet_path
 
 
 def output_channels(config):
@@ -58,9 +59,13 @@ def preflight(config):
         )
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
+    if config.model.weights == IMAGENET:
+        # Found, or downloaded into the Keras cache, now: an offline machine fails
+        # here, before a run folder exists.
+        imagenet_path(build_model_from_config(config))
     for key in ("weights", "init_checkpoint"):
         path = getattr(config.model, key)
-        if path and not os.path.exists(path):
+        if path and path != IMAGENET and not os.path.exists(path):
             raise FileNotFoundError(
                 f"model.{key}: {path} does not exist. Check the path (relative paths are "
                 "resolved against the config file's folder)."

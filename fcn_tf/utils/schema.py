@@ -11,6 +11,8 @@ Field metadata understood here:
 - ``min`` / ``max``: inclusive numeric bounds;
 - ``path``: the string (or each string of a list) is a path, resolved against
   ``base_dir``;
+- ``keywords``: with ``path``, strings that name a source instead of a file
+  (``model.weights: "imagenet"``) and are kept as they are;
 - ``help``: one line used in error messages.
 """
 
@@ -195,9 +197,8 @@ def parse_section(cls, mapping, section, base_dir=None):
             continue
         key = f"{section}.{name}"
         meta = field.metadata
-        value = _convert(
-            mapping[name], hints[name], key, base_dir, bool(meta.get("path"))
-        )
+        is_path = bool(meta.get("path")) and mapping[name] not in meta.get("keywords", ())
+        value = _convert(mapping[name], hints[name], key, base_dir, is_path)
         _check_bounds(value, meta, key)
         kwargs[name] = value
     try:

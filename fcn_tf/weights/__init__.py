@@ -51,6 +51,7 @@ SUFFIXES = {
     ".pt": "torch_pth",
 }
 CHANNEL_ORDERS = ("rgb", "bgr")
+IMAGENET = "imagenet"
 
 
 class WeightsError(ValueError):
@@ -153,7 +154,12 @@ def load_weights(model, path, *, channel_order=None, strict=True):
     Args:
         model: a model from :func:`fcn_tf.build_model` (or any Keras model
             with the same layer names).
-        path: a MatConvNet ``.mat`` (``imagenet-vgg-verydeep-16.mat`` /
+        path: ``"imagenet"``: the backbone's ``keras.applications`` ImageNet
+            file (VGG16/VGG19 with ``fc1``/``fc2`` as ``fc6``/``fc7`` for
+            FCN, MobileNetV2 alpha 1.0, Xception), taken from
+            ``$FCN_TF_WEIGHTS_DIR``, the Keras cache or downloaded into it
+            on first use (:mod:`fcn_tf.weights.imagenet`). Or a file:
+            a MatConvNet ``.mat`` (``imagenet-vgg-verydeep-16.mat`` /
             ``-19.mat``), a ``keras.applications`` ``.h5`` / ``.weights.h5``
             (VGG16, VGG19, MobileNetV2, Xception), a ``.npz`` of a pytorch-fcn
             FCN-8s/16s/32s state dict, a ``.keras`` checkpoint of this package,
@@ -197,6 +203,10 @@ def load_weights(model, path, *, channel_order=None, strict=True):
         raise WeightsError(
             f"channel_order must be 'rgb', 'bgr' or None, received {channel_order!r}."
         )
+    if isinstance(path, str) and path == IMAGENET:
+        # The backbone's keras.applications file, from $FCN_TF_WEIGHTS_DIR, the
+        # Keras cache or a download (fcn_tf.weights.imagenet).
+        path = importlib.import_module("fcn_tf.weights.imagenet").imagenet_path(model)
     path = os.fspath(path)
     kind = sniff_format(path)
     # Each format's module is named after it and imported only when needed.
