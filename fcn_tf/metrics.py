@@ -70,8 +70,10 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     counts; this base serves :class:`MeanIoU` and :class:`PixelAccuracy`.
     """
 
+    default_name = None  # each subclass names itself
+
     def __init__(self, num_classes, ignore_label=255, name=None, **kwargs):
-        super().__init__(name=name, **kwargs)
+        super().__init__(name=name or self.default_name, **kwargs)
         self.num_classes = int(num_classes)
         self.ignore_label = int(ignore_label)
         self.confusion = self.add_variable(
@@ -100,8 +102,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 class MeanIoU(ConfusionMatrixMetric):
     """Mean intersection over union over classes present in labels or predictions."""
 
-    def __init__(self, num_classes, ignore_label=255, name="mean_iou", **kwargs):
-        super().__init__(num_classes, ignore_label, name=name, **kwargs)
+    default_name = "mean_iou"
 
     def result(self):
         cm = self.confusion
@@ -116,8 +117,7 @@ class MeanIoU(ConfusionMatrixMetric):
 class PixelAccuracy(ConfusionMatrixMetric):
     """Fraction of valid pixels whose class is right."""
 
-    def __init__(self, num_classes, ignore_label=255, name="pixel_accuracy", **kwargs):
-        super().__init__(num_classes, ignore_label, name=name, **kwargs)
+    default_name = "pixel_accuracy"
 
     def result(self):
         cm = self.confusion

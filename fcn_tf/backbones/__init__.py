@@ -59,6 +59,18 @@ class Backbone:
 
 _APPS = "keras/src/applications/{}.py (Keras 3.15)"
 
+
+def _vgg_row(build, variant, notop_md5, md5):
+    """VGG: the encoder file, and the file with the classifier (fc1/fc2 -> fc6/fc7)."""
+    stem = f"{variant}_weights_tf_dim_ordering_tf_kernels"
+    source = _APPS.format(variant)
+    return Backbone(build, "pool5", "vgg", {
+        "encoder": _keras_file(variant, f"{stem}_notop.h5", notop_md5,
+                               source + " WEIGHTS_PATH_NO_TOP"),
+        "classifier": _keras_file(variant, f"{stem}.h5", md5, source + " WEIGHTS_PATH"),
+    })
+
+
 # One row per backbone. File names, URLs and MD5s are those keras.applications
 # itself downloads and checks (the source named in each row).
 BACKBONE_TABLE = {
@@ -68,22 +80,10 @@ BACKBONE_TABLE = {
             None, _APPS.format("mobilenet_v2") + ", alpha 1.0, rows 224, no hash published"),
     }),
     "unet_encoder": Backbone(unet_encoder, None, "unit", {}),
-    "vgg16": Backbone(vgg16, "pool5", "vgg", {
-        "encoder": _keras_file("vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                               "6d6bbae143d832006294945121d1f1fc",
-                               _APPS.format("vgg16") + " WEIGHTS_PATH_NO_TOP"),
-        "classifier": _keras_file("vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                                  "64373286793e3c8b2b4e3219cbf3544b",
-                                  _APPS.format("vgg16") + " WEIGHTS_PATH"),
-    }),
-    "vgg19": Backbone(vgg19, "pool5", "vgg", {
-        "encoder": _keras_file("vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                               "253f8cb515780f3b799900260a226db6",
-                               _APPS.format("vgg19") + " WEIGHTS_PATH_NO_TOP"),
-        "classifier": _keras_file("vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
-                                  "cbe5617147190e668d6c5d5026f83318",
-                                  _APPS.format("vgg19") + " WEIGHTS_PATH"),
-    }),
+    "vgg16": _vgg_row(vgg16, "vgg16", notop_md5="6d6bbae143d832006294945121d1f1fc",
+                      md5="64373286793e3c8b2b4e3219cbf3544b"),
+    "vgg19": _vgg_row(vgg19, "vgg19", notop_md5="253f8cb515780f3b799900260a226db6",
+                      md5="cbe5617147190e668d6c5d5026f83318"),
     "xception": Backbone(xception, "block14_sepconv2_act", "inception", {
         "encoder": _keras_file("xception", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                "b0042744bf5b25fce3cb969f33bebb97",

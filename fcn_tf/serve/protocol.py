@@ -168,12 +168,7 @@ def decode_images(blobs, max_pixels):
         except ImageHeaderError as error:
             raise ApiError(400, f"image {i}: {error}.") from None
     _check_pixels(sizes, max_pixels)
-    if len(set(sizes)) > 1:
-        other = [s == sizes[0] for s in sizes].index(False)
-        raise ApiError(400, f"mixed sizes in one request: image 0 is {sizes[0][0]}x"
-                            f"{sizes[0][1]}, image {other} is {sizes[other][0]}x"
-                            f"{sizes[other][1]} (height x width). Send images of different "
-                            "sizes in separate requests.")
+    _check_one_size(sizes, "image {}")
     images = []
     for i, data in enumerate(blobs):
         try:
@@ -201,6 +196,17 @@ def _check_pixels(sizes, max_pixels):
                             f"({' + '.join(f'{h}x{w}' for h, w in sizes[:4])}"
                             f"{' + ...' if len(sizes) > 4 else ''}), the server's --max-pixels "
                             f"is {max_pixels:,}. Send smaller or fewer images per request.")
+
+
+
+def _check_one_size(sizes, label):
+    """All ``(height, width)`` in ``sizes`` equal, else a 400 naming the first that differs."""
+    if len(set(map(tuple, sizes))) > 1:
+        other = [tuple(s) == tuple(sizes[0]) for s in sizes].index(False)
+        raise ApiError(400, f"mixed sizes in one request: {label.format(0)} is "
+                            f"{sizes[0][0]}x{sizes[0][1]}, {label.format(other)} is "
+                            f"{sizes[other][0]}x{sizes[other][1]} (height x width). Send "
+                            "images of different sizes in separate requests.")
 
 
 def parse_predict(body, signatures, max_pixels):
@@ -238,13 +244,7 @@ def parse_predict(body, signatures, max_pixels):
         arrays = [_pixels(v, f"instances[{i}]") for i, v in enumerate(values)]
         for i, array in enumerate(arrays):
             _check_image_shape(array.shape, f"instances[{i}]", 3)
-        shapes = [a.shape[:2] for a in arrays]
-        if len(set(shapes)) > 1:
-            other = [s == shapes[0] for s in shapes].index(False)
-            raise ApiError(400, f"mixed sizes in one request: instances[0] is "
-                                f"{shapes[0][0]}x{shapes[0][1]}, instances[{other}] is "
-                                f"{shapes[other][0]}x{shapes[other][1]} (height x width). Send "
-                                "images of different sizes in separate requests.")
+        _check_one_size([a.shape[:2] for a in arrays], "instances[{}]")
         images = np.stack(arrays)
     _check_pixels([images.shape[1:3]] * len(images), max_pixels)
     return PredictRequest(signature, images, columnar)

@@ -98,12 +98,9 @@ class StopOnNaN(keras.callbacks.Callback):
 
     def __init__(self, reference=lambda: None, factor=100.0):
         super().__init__()
-        self.epoch = 0
-        self.failure = None
-        self.reference = reference
-        self.factor = factor
-        self.first_step_loss = None
-        self.reference_is_first_step = False
+        self.reference, self.factor = reference, factor
+        self.epoch, self.failure = 0, None
+        self.first_step_loss, self.reference_is_first_step = None, False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -154,12 +151,9 @@ class PredictionImages(keras.callbacks.Callback):
 
     def __init__(self, log_dir, images, masks, colors, ignore_label, preprocessing):
         super().__init__()
-        self.log_dir = log_dir
-        self.images = images
-        self.masks = masks
-        self.colors = colors
-        self.ignore_label = ignore_label
-        self.preprocessing = preprocessing
+        self.log_dir, self.preprocessing = log_dir, preprocessing
+        self.images, self.masks = images, masks
+        self.colors, self.ignore_label = colors, ignore_label
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):

@@ -32,18 +32,16 @@ BatchNorm's moving mean. Its images are RGB scaled to [0, 1]
 
 import re
 
-from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.weights.torch_layout import Conv, ConvBN
 
+FEATURE = re.compile(r"backbone\.features\.(\d+)\.")
 SIGNATURE = "aspp.conv_cat.0.weight"
-PREPROCESSING = Preprocessing(mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0))
 HINT = (
     "The file must be a state dict of bubbliiiing/deeplabv3-plus-pytorch's "
     "DeepLab(backbone='mobilenet') and the model fcn_tf.from_pytorch(path, "
     "'deeplabv3plus', num_classes) (variant='bubbliiiing', output_stride as trained, "
     "num_classes as in cls_conv.weight)."
 )
-FEATURE = re.compile(r"backbone\.features\.(\d+)\.")
 
 
 def block_rows(index):

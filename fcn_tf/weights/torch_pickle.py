@@ -96,34 +96,32 @@ class StorageType:
         return f"torch.{self.name}"
 
 
-class _Storage:
+class _Record:
+    """A value built by this reader; a pickle may not set its state (BUILD is refused)."""
+
+    __slots__ = ()
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"unexpected state for a {type(self).__name__[1:].lower()}")
+
+
+class _Storage(_Record):
     """One storage of the file: its key, element type and count; bytes once read."""
 
     __slots__ = ("key", "type", "numel", "array")
 
     def __init__(self, key, storage_type, numel):
-        self.key = key
-        self.type = storage_type
-        self.numel = numel
-        self.array = None
-
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError("unexpected state for a storage")
+        super().__init__(key, storage_type, numel, None)
 
 
-class _Tensor:
+class _Tensor(_Record):
     """A tensor to build once its storage's bytes are read (legacy files come after)."""
 
     __slots__ = ("storage", "offset", "size", "stride")
-
-    def __init__(self, storage, offset, size, stride):
-        self.storage = storage
-        self.offset = offset
-        self.size = size
-        self.stride = stride
-
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError("unexpected state for a tensor")
 
 
 def _int_tuple(value, what):

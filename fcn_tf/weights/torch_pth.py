@@ -23,11 +23,15 @@ name and shape before it writes anything.
 
 import dataclasses
 
+from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.weights import WeightsError
 from fcn_tf.weights import torch_deeplab, torch_npz, torch_unet
 from fcn_tf.weights.assign import FileWeights, model_layers
 from fcn_tf.weights.torch_layout import MappingError, convert, unused_counters
 from fcn_tf.weights.torch_pickle import read_state_dict
+
+# What the DeepLabV3+ and U-Net code read here feed their networks: image / 255.
+IMAGE_OVER_255 = Preprocessing.preset("unit", 3)
 
 KERAS_LAYOUT = (
     "(in Keras layout: the file's PyTorch weight transposed; see fcn_tf.weights.torch_layout)"
@@ -46,14 +50,8 @@ def _mapped(state, rows, path, hint, **settings):
         raise WeightsError(
             f"{path}: the state dict has entries this layout does not have: {shown}{more}. {hint}"
         )
-    return FileWeights(
-        arrays=arrays,
-        sources=sources,
-        unused=unused_counters(state),
-        hint=hint,
-        layout=KERAS_LAYOUT,
-        **settings,
-    )
+    return FileWeights(arrays=arrays, sources=sources, unused=unused_counters(state), hint=hint,
+                       layout=KERAS_LAYOUT, **settings)
 
 
 def _deeplab(state, model, path):
@@ -66,7 +64,7 @@ def _deeplab(state, model, path):
     return _mapped(
         state, torch_deeplab.rows(state, rates), path, torch_deeplab.HINT,
         required=tuple(model_layers(model)),
-        preprocessing=torch_deeplab.PREPROCESSING,
+        preprocessing=IMAGE_OVER_255,
         first_layer="Conv1",
         channel_order="rgb",
     )
@@ -86,7 +84,7 @@ def _unet(state, model, path):
     return _mapped(
         state, rows, path, torch_unet.HINT,
         required=tuple(layers),
-        preprocessing=torch_unet.PREPROCESSING,
+        preprocessing=IMAGE_OVER_255,
         first_layer="enc0_conv1",
         channel_order="rgb",
     )

@@ -29,11 +29,9 @@ refused. Its images are scaled to [0, 1] (``img / 255``).
 
 import re
 
-from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.weights.torch_layout import Conv, ConvBN, MappingError
 
 SIGNATURE = "inc.double_conv.0.weight"
-PREPROCESSING = Preprocessing(mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0))
 HINT = (
     "The file must be a state dict of milesial/Pytorch-UNet's UNet(bilinear=False) "
     "(or the same layout), and the model fcn_tf.from_pytorch(path, 'unet', num_classes), "
