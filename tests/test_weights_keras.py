@@ -300,3 +300,22 @@ def test_keras3_weights_of_this_packages_model_point_to_keras_checkpoints(tmp_pa
     fcn8s().save_weights(path)
     with pytest.raises(WeightsError, match="network this loader does not know.*save and load a .keras"):
         load_weights(fcn8s(), path)
+
+
+def test_transfer_matching_skips_layers_whose_shapes_differ(tmp_path):
+    from fcn_tf.weights.keras_checkpoint import transfer_matching
+
+    source = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
+    path = tmp_path / "three.keras"
+    source.save(path)
+    target = fcn_tf.build_model("unet", 5, base_filters=4, depth=2)
+    head_before = [w.copy() for w in target.get_layer("head").get_weights()]
+    loaded = transfer_matching(target, str(path))
+    assert "head" not in loaded and "enc0_conv1" in loaded
+    np.testing.assert_array_equal(target.get_layer("enc0_conv1").get_weights()[0],
+                                  source.get_layer("enc0_conv1").get_weights()[0])
+    for a, b in zip(head_before, target.get_layer("head").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other = fcn_tf.build_model("fcn8s", 3, width_multiplier=1 / 16)
+    with pytest.raises(WeightsError, match="no layer of this checkpoint matches"):
+        transfer_matching(other, str(path))

@@ -21,6 +21,7 @@ from fcn_tf.runs import resolve_checkpoint
 from fcn_tf.schedules import WarmupSchedule
 from fcn_tf.weights import IMAGENET, load_weights
 from fcn_tf.weights.imagenet import imagenet_path
+from fcn_tf.weights.keras_checkpoint import transfer_matching
 
 
 def output_channels(config):
@@ -104,32 +105,8 @@ def initialise_weights(model, config):
         if getattr(loaded, "preprocessing", None) is not None:
             preprocessing = loaded.preprocessing.for_channels(config.data.image_channels)
     if config.model.init_checkpoint:
-        transfer_matching_weights(resolve_checkpoint(config.model.init_checkpoint), model)
+        transfer_matching(model, resolve_checkpoint(config.model.init_checkpoint))
     return preprocessing
-
-
-def transfer_matching_weights(source_path, model):
-    """Copy weights layer by layer where names and shapes agree (FCN-16s from FCN-32s).
-
-    Returns the names of the layers copied; raises if none matched.
-    """
-    source = keras.models.load_model(source_path, compile=False)
-    copied = []
-    by_name = {layer.name: layer for layer in source.layers}
-    for layer in model.layers:
-        other = by_name.get(layer.name)
-        if other is None or not layer.weights:
-            continue
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if shapes == [tuple(w.shape) for w in other.weights]:
-            layer.set_weights(other.get_weights())
-            copied.append(layer.name)
-    if not copied:
-        raise ValueError(
-            f"{source_path}: no layer of this checkpoint matches the model by name and "
-            "shape; is it a checkpoint of a different architecture?"
-        )
-    return copied
 
 
 def class_weights(config):

@@ -7,10 +7,11 @@ layer, by name, into the target model; nothing is transposed. With
 e.g. FCN-32s into FCN-16s as in the paper's staged training.
 """
 
+import dataclasses
 import zipfile
 
 from fcn_tf.weights import WeightsError
-from fcn_tf.weights.assign import FileWeights, model_layers
+from fcn_tf.weights.assign import FileWeights, assign_weights, model_layers
 
 HINT = (
     "A .keras checkpoint loads into a model built with the same name, backbone, "
@@ -48,3 +49,28 @@ def read(path, model):
         required=tuple(model_layers(model)),
         hint=HINT,
     )
+
+
+def transfer_matching(model, path):
+    """Copy the layers whose names and shapes agree with the checkpoint's; return their names.
+
+    The start of a fine-tuning run: FCN-16s from FCN-32s, or a checkpoint
+    trained with another class count (its classifier is left as built).
+    Raises :class:`WeightsError` when no layer matches.
+    """
+    file_weights = read(path, model)
+    layers = model_layers(model)
+    matching = {
+        name: arrays for name, arrays in file_weights.arrays.items()
+        if name in layers
+        and [a.shape for a in arrays] == [tuple(v.shape) for v in layers[name].weights]
+    }
+    if not matching:
+        raise WeightsError(
+            f"{path}: no layer of this checkpoint matches the model by name and shape; "
+            "is it a checkpoint of a different architecture?"
+        )
+    loaded, _, _ = assign_weights(
+        model, dataclasses.replace(file_weights, arrays=matching, required=()), path, strict=False
+    )
+    return list(loaded)
