@@ -62,6 +62,8 @@ GEOMETRIES = {
     "scale": dict(scale=(0.5, 2.0), flip=False),
     "rotation": dict(scale=(1.0, 1.0), flip=False, rotation=20.0),
     "all": dict(scale=(0.5, 2.0), flip=True, rotation=15.0),
+    "elastic": dict(scale=(1.0, 1.0), flip=False, elastic=3.0, elastic_grid=3),
+    "all_elastic": dict(scale=(0.5, 2.0), flip=True, rotation=15.0, elastic=2.0),
 }
 
 
@@ -82,6 +84,18 @@ def test_image_and_mask_stay_aligned(blocky_config, name):
         assert np.all(masks[padding] == IGNORE) and labelled.sum(axis=(1, 2)).max() == 12 * 16
         assert np.all(padding[~labelled])
     assert np.all(masks[padding] == IGNORE)
+
+
+def test_elastic_deformation_moves_pixels_smoothly_and_is_seeded(blocky_config):
+    plain = _batches(blocky_config, AugmentConfig(scale=(1.0, 1.0), flip=False, **NO_PHOTO))
+    augment = AugmentConfig(scale=(1.0, 1.0), flip=False, elastic=3.0, **NO_PHOTO)
+    warped = _batches(blocky_config, augment)
+    again = _batches(blocky_config, augment)
+    for (image, mask), (image2, mask2) in zip(warped, again):
+        np.testing.assert_array_equal(image, image2)
+        np.testing.assert_array_equal(mask, mask2)
+    moved = np.mean([np.mean(a[1] != b[1]) for a, b in zip(plain, warped)])
+    assert 0.02 < moved < 0.6  # boundaries shift by a few pixels; most pixels keep their class
 
 
 def test_photometric_keeps_masks_and_padding(blocky_config):

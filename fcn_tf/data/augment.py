@@ -3,7 +3,9 @@
 Order: photometric jitter (brightness, contrast, saturation, hue) on pixels in
 [0, 255], then normalisation, then geometry on image and mask jointly:
 random scale, optional small rotation, random crop to the training size with
-padding, horizontal flip. Padding is 0 in the normalised image (the mean
+padding, horizontal flip, and an optional elastic deformation of the crop
+(Ronneberger et al., 2015: random displacements on a coarse grid, smoothly
+interpolated to every pixel). Padding is 0 in the normalised image (the mean
 pixel) and the ignore label in the mask, so padded pixels never score.
 
 The mask is always sampled with nearest neighbour, at the same source points
@@ -192,6 +194,7 @@ def augment_example(image, mask, seed, *, augment, crop_size, preprocessing, ign
     """
     crop_hw = (int(crop_size[0]), int(crop_size[1]))
     photo_seed, geo_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    elastic_seed = tf.random.experimental.stateless_fold_in(seed, 4)
 
     def colour(pixels):
         pixels = tf.cast(pixels, tf.float32)
@@ -209,7 +212,51 @@ def augment_example(image, mask, seed, *, augment, crop_size, preprocessing, ign
         image, mask = tf.cond(flip, lambda: (tf.reverse(image, [1]), tf.reverse(mask, [1])),
                               lambda: (image, mask))
     image = tf.ensure_shape(image, crop_hw + (image.shape[-1],))
-    return image, tf.ensure_shape(mask, crop_hw)
+    mask = tf.ensure_shape(mask, crop_hw)
+    if geometry.elastic > 0:
+        image, mask = elastic_deform(image, mask, elastic_seed, geometry.elastic,
+                                     geometry.elastic_grid)
+    return image, mask
+
+
+def _sample_bilinear(image, y, x):
+    """``image`` [H, W, C] at float coordinates ``y``, ``x`` [h, w] (clamped to the image)."""
+    shape = tf.shape(image)
+    y = tf.clip_by_value(y, 0.0, tf.cast(shape[0] - 1, tf.float32))
+    x = tf.clip_by_value(x, 0.0, tf.cast(shape[1] - 1, tf.float32))
+    y0, x0 = tf.floor(y), tf.floor(x)
+    wy, wx = (y - y0)[..., None], (x - x0)[..., None]
+    y0, x0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
+    y1, x1 = tf.minimum(y0 + 1, shape[0] - 1), tf.minimum(x0 + 1, shape[1] - 1)
+
+    def at(yy, xx):
+        return tf.gather_nd(image, tf.stack([yy, xx], axis=-1))
+
+    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def elastic_deform(image, mask, seed, sigma, grid):
+    """Elastic deformation of an image [H, W, C] and its mask [H, W] (U-Net, 2015).
+
+    Displacement vectors on a ``grid`` x ``grid`` lattice over the image are
+    drawn from N(0, ``sigma``\ :sup:`2`) pixels and interpolated bicubically to
+    every pixel; the image is resampled bilinearly and the mask at the nearest
+    source pixel, both at the same displaced points (clamped at the borders).
+    """
+    height, width = image.shape[0], image.shape[1]
+    displacement = tf.random.stateless_normal([1, grid, grid, 2], seed) * sigma
+    field = tf.image.resize(displacement, [height, width], method="bicubic")[0]
+    rows, cols = tf.meshgrid(tf.range(height, dtype=tf.float32),
+                             tf.range(width, dtype=tf.float32), indexing="ij")
+    y, x = rows + field[..., 0], cols + field[..., 1]
+    image = _sample_bilinear(image, y, x)
+    nearest = tf.stack([
+        tf.clip_by_value(tf.cast(tf.round(y), tf.int32), 0, height - 1),
+        tf.clip_by_value(tf.cast(tf.round(x), tf.int32), 0, width - 1),
+    ], axis=-1)
+    return image, tf.gather_nd(mask, nearest)
 
 
 class _NoAugment:
@@ -218,6 +265,8 @@ class _NoAugment:
     scale = (1.0, 1.0)
     rotation = 0.0
     flip = False
+    elastic = 0.0
+    elastic_grid = 3
 
 
 _NO_AUGMENT = _NoAugment()

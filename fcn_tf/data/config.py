@@ -67,6 +67,9 @@ class AugmentConfig:
     scale: tuple[float, float] = _field((0.5, 2.0), min=0.05, max=8.0, help="random scale range")
     flip: bool = _field(True, help="random horizontal flip")
     rotation: float = _field(0.0, min=0.0, max=45.0, help="max rotation in degrees (0 = off)")
+    elastic: float = _field(0.0, min=0.0, max=100.0,
+                            help="elastic deformation: std of the displacements in pixels (0 = off)")
+    elastic_grid: int = _field(3, min=2, max=64, help="elastic: displacement grid points per side")
     brightness: float = _field(0.1, min=0.0, max=1.0, help="max brightness delta (fraction of 255)")
     contrast: float = _field(0.1, min=0.0, max=0.9, help="contrast factor in [1-c, 1+c]")
     saturation: float = _field(0.1, min=0.0, max=0.9, help="saturation factor in [1-s, 1+s]")
