@@ -112,11 +112,11 @@ def format_scores(scores):
 
     lines = [f"{label:<22} {pct(scores[key])} %" for key, label in _METRICS]
     width = max([5] + [len(row["class"]) for row in scores["per_class"]])
-    lines += ["", f"{'class':<{width}}  {'IoU %':>6}  {'acc %':>6}  {'pixels':>10}",
-              "-" * (width + 28)]
+    lines += ["", f"{'class':<{width}}  {'IoU %':>6}  {'acc %':>6}  {'Dice %':>6}  {'pixels':>10}",
+              "-" * (width + 36)]
     for row in scores["per_class"]:
         lines.append(f"{row['class']:<{width}}  {pct(row['iou'])}  {pct(row['accuracy'])}  "
-                     f"{row['pixels']:>10}")
+                     f"{pct(row.get('dice'))}  {row['pixels']:>10}")
     return "\n".join(lines)
 
 

@@ -9,6 +9,10 @@ The four metrics of the FCN paper (Long et al., 2015, Sec. 5), with
 - mean IU ``(1/n_cl) sum_i n_ii / (t_i + sum_j n_ji - n_ii)``;
 - frequency-weighted IU ``(sum_k t_k)^-1 sum_i t_i n_ii / (t_i + sum_j n_ji - n_ii)``.
 
+Per class it also gives IU, accuracy (recall) and the Dice coefficient
+``2 n_ii / (t_i + sum_j n_ji)`` (the F1 score; ``2 IU / (1 + IU)``), the
+measure biomedical segmentation usually reports.
+
 Classes absent from both labels and predictions (union 0) are left out of the
 means; a class absent from the labels but predicted has IU 0. Pixels with the
 ignore label are never counted.
@@ -40,6 +44,7 @@ def scores_from_confusion(confusion, class_names=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, diag / union, np.nan)
         acc = np.where(true > 0, diag / true, np.nan)
+        dice = np.where(union > 0, 2 * diag / (true + pred), np.nan)
     total = true.sum()
     present = union > 0
     names = class_names or [str(i) for i in range(len(cm))]
@@ -52,7 +57,7 @@ def scores_from_confusion(confusion, class_names=None):
         ),
         "per_class": [
             {"class": names[i], "iou": _none_if_nan(iou[i]), "accuracy": _none_if_nan(acc[i]),
-             "pixels": int(true[i])}
+             "dice": _none_if_nan(dice[i]), "pixels": int(true[i])}
             for i in range(len(cm))
         ],
     }

@@ -32,8 +32,11 @@ def test_fcn_metrics_match_hand_computed_values_with_an_absent_class_and_ignored
     assert scores["mean_iou"] == pytest.approx(sum(iu) / 4)
     assert scores["frequency_weighted_iou"] == pytest.approx((4 * 3 / 5 + 3 * 2 / 4 + 2 * 1 / 2) / 9)
     rows = {row["class"]: row for row in scores["per_class"]}
-    assert rows["d"] == {"class": "d", "iou": 0.0, "accuracy": None, "pixels": 0}
+    assert rows["d"] == {"class": "d", "iou": 0.0, "accuracy": None, "dice": 0.0, "pixels": 0}
     assert rows["a"]["iou"] == pytest.approx(0.6) and rows["b"]["accuracy"] == pytest.approx(2 / 3)
+    # Dice_i = 2 n_ii / (t_i + predicted_i): 6/8, 4/6, 2/3; it is 2 IU / (1 + IU).
+    for name, dice, iou in zip("abc", (6 / 8, 4 / 6, 2 / 3), iu):
+        assert rows[name]["dice"] == pytest.approx(dice) == pytest.approx(2 * iou / (1 + iou))
     # A class absent from labels AND predictions is left out of the means.
     cm5 = np.zeros((5, 5), np.int64)
     cm5[:4, :4] = cm
