@@ -74,6 +74,45 @@ class SegmentationCrossEntropy(_SegmentationLoss):
 
 
 @keras.saving.register_keras_serializable(package="fcn_tf")
+class BootstrappedCrossEntropy(_SegmentationLoss):
+    """Cross-entropy of the hardest pixels only (online hard example mining).
+
+    Per batch, the ``fraction`` of valid pixels with the largest (class
+    weighted) cross-entropy is averaged and the rest is left out: the
+    bootstrapped cross-entropy of Wu, Shen & van den Hengel, "High-performance
+    semantic segmentation using very deep fully convolutional networks"
+    (arXiv:1604.04339, 2016). The easy pixels of large classes (sky, road)
+    stop dominating the gradient once they are right, without the fixed
+    per-class weights that make rare classes claim their neighbours' pixels.
+    """
+
+    def __init__(self, fraction=0.25, ignore_label=255, class_weights=None,
+                 name="bootstrapped_cross_entropy", **kwargs):
+        super().__init__(ignore_label, class_weights, name=name, **kwargs)
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ValueError(
+                f"BootstrappedCrossEntropy: fraction must be in (0, 1], received {fraction!r}."
+            )
+        self.fraction = float(fraction)
+
+    def call(self, y_true, y_pred):
+        valid, labels = _valid_and_labels(y_true, self.ignore_label)
+        ce = ops.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"), from_logits=True)
+        weights = self._pixel_weights(valid, labels)
+        # Ignored pixels rank last; the k-th largest weighted loss is the threshold.
+        scored = ops.reshape(ops.where(valid > 0, ce * weights, -1.0), (-1,))
+        count = ops.sum(valid)
+        k = ops.cast(ops.maximum(ops.ceil(count * self.fraction), 1.0), "int32")
+        top, _ = ops.top_k(ops.stop_gradient(scored), ops.minimum(k, ops.size(scored)))
+        threshold = top[-1]
+        hard = ops.cast(ops.greater_equal(ops.stop_gradient(ce * weights), threshold), "float32")
+        return _weighted_mean(ce, weights * hard)
+
+    def get_config(self):
+        return {**super().get_config(), "fraction": self.fraction}
+
+
+@keras.saving.register_keras_serializable(package="fcn_tf")
 class FocalLoss(_SegmentationLoss):
     """Focal loss (Lin et al., ICCV 2017): ``-(1 - p_y) ** gamma * log p_y``."""
 
@@ -176,13 +215,17 @@ class WeightedSum(keras.losses.Loss):
 BINARY_LOSSES = ("binary_cross_entropy", "dice")
 
 
-def build_loss(terms, *, ignore_label, class_weights=None, focal_gamma=2.0):
+def build_loss(terms, *, ignore_label, class_weights=None, focal_gamma=2.0,
+               bootstrap_fraction=0.25):
     """Build the loss from ``[(name, weight), ...]``; one term is returned as is.
 
-    Names: ``cross_entropy``, ``focal``, ``binary_cross_entropy``, ``dice``.
+    Names: ``cross_entropy``, ``bootstrapped_cross_entropy``, ``focal``,
+    ``binary_cross_entropy``, ``dice``.
     """
     makers = {
         "cross_entropy": lambda: SegmentationCrossEntropy(ignore_label, class_weights),
+        "bootstrapped_cross_entropy": lambda: BootstrappedCrossEntropy(
+            bootstrap_fraction, ignore_label, class_weights),
         "focal": lambda: FocalLoss(focal_gamma, ignore_label, class_weights),
         "binary_cross_entropy": lambda: BinaryCrossEntropy(ignore_label, class_weights),
         "dice": lambda: DiceLoss(ignore_label),

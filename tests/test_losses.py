@@ -5,6 +5,7 @@ import pytest
 
 from fcn_tf.losses import (
     BinaryCrossEntropy,
+    BootstrappedCrossEntropy,
     DiceLoss,
     FocalLoss,
     SegmentationCrossEntropy,
@@ -43,6 +44,40 @@ def test_focal_with_gamma_zero_is_cross_entropy_and_smaller_otherwise():
     ce = float(SegmentationCrossEntropy()(LABELS, LOGITS))
     assert float(FocalLoss(gamma=0.0)(LABELS, LOGITS)) == pytest.approx(ce, rel=1e-5)
     assert float(FocalLoss(gamma=2.0)(LABELS, LOGITS)) < ce
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 1.0])
+def test_bootstrapped_cross_entropy_averages_the_hardest_valid_pixels(fraction):
+    labels = np.array([[[0, 1, 2, 255], [1, 0, 2, 1]], [[2, 2, 255, 0], [0, 1, 1, 2]]])
+    logits = RNG.normal(size=(2, 2, 4, 3)).astype("float32")
+    # An ignored pixel with a huge loss must not be picked.
+    logits[0, 0, 3] = [-30.0, 30.0, -30.0]
+    ce = _ce(labels, logits)[labels != 255]
+    k = int(np.ceil(fraction * ce.size))
+    expected = np.sort(ce)[::-1][:k].mean()
+    loss = BootstrappedCrossEntropy(fraction=fraction)
+    assert float(loss(labels, logits)) == pytest.approx(expected, rel=1e-5)
+    if fraction == 1.0:
+        plain = float(SegmentationCrossEntropy()(labels, logits))
+        assert float(loss(labels, logits)) == pytest.approx(plain, rel=1e-5)
+
+
+def test_bootstrapped_cross_entropy_gives_easy_pixels_no_gradient():
+    import tensorflow as tf
+
+    labels = np.array([[[0, 1, 2, 0]]])
+    logits = tf.Variable(np.array([[[[9.0, 0, 0], [0, 0.1, 0], [0, 0, 0.2], [0.3, 0, 0]]]],
+                                  "float32"))
+    with tf.GradientTape() as tape:
+        value = BootstrappedCrossEntropy(fraction=0.5)(labels, logits)
+    grad = tape.gradient(value, logits).numpy()[0, 0]
+    assert np.all(grad[0] == 0.0)  # the easiest pixel (p ~ 1) is left out
+    assert np.all(np.abs(grad[1]).sum() > 0) and np.all(np.abs(grad[2]).sum() > 0)
+
+
+def test_bootstrapped_fraction_out_of_range_is_refused():
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\], received 0"):
+        BootstrappedCrossEntropy(fraction=0)
 
 
 def test_binary_cross_entropy_of_one_logit():

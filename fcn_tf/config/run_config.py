@@ -44,7 +44,8 @@ CLASS_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
 class LossTerm:
     name: str = _f(
         "cross_entropy",
-        choices=("cross_entropy", "focal", "binary_cross_entropy", "dice"),
+        choices=("cross_entropy", "bootstrapped_cross_entropy", "focal", "binary_cross_entropy",
+                 "dice"),
         help="loss function",
     )
     weight: float = _f(1.0, min=0.0, help="weight in the sum")
@@ -57,6 +58,9 @@ class LossConfig:
         help="null, \"median_frequency\", \"median_frequency_sqrt\" or one weight per class"
     )
     focal_gamma: float = _f(2.0, min=0.0, help="focal loss focusing parameter")
+    bootstrap_fraction: float = _f(
+        0.25, min=0.0, max=1.0,
+        help="bootstrapped_cross_entropy: fraction of the valid pixels (the hardest) averaged")
 
     def __post_init__(self):
         if isinstance(self.class_weights, str) and self.class_weights not in CLASS_WEIGHTINGS:
@@ -64,6 +68,11 @@ class LossConfig:
                 "train.loss.class_weights: expected null, \"median_frequency\", "
                 "\"median_frequency_sqrt\" or a list of numbers, received "
                 f"{self.class_weights!r}."
+            )
+        if self.bootstrap_fraction <= 0.0:
+            raise ConfigError(
+                "train.loss.bootstrap_fraction: expected a fraction in (0, 1], received "
+                f"{self.bootstrap_fraction}. 0.25 keeps the hardest quarter of the pixels."
             )
         if not self.terms:
             raise ConfigError("train.loss.terms: expected at least one loss term.")
