@@ -7,8 +7,11 @@ DeepLabV3+ ``P2`` and ``P5``).
 
 import dataclasses
 
+import keras
+
 from fcn_tf.backbones.features import DilationTracker, Features
 from fcn_tf.backbones.mobilenet_v2 import mobilenet_v2
+from fcn_tf.backbones.resnet_lite import resnet_lite
 from fcn_tf.backbones.unet_encoder import unet_encoder
 from fcn_tf.backbones.vgg import vgg16, vgg19
 from fcn_tf.backbones.xception import xception
@@ -42,7 +45,8 @@ class Backbone:
     Attributes:
         build: ``build(inputs, **options) -> Features``.
         output_layer: name of its last layer (its ancestors are the backbone's
-            layers, e.g. to freeze them); ``None`` where a name prefix says it.
+            layers, e.g. to freeze them), or a tuple of layer-name prefixes
+            where the last layer's name depends on the options.
         preprocessing: the :meth:`Preprocessing.preset` its pretrained
             weights were trained with.
         imagenet: ``{"encoder": ImagenetFile, "classifier": ImagenetFile}``:
@@ -79,7 +83,8 @@ BACKBONE_TABLE = {
             "mobilenet_v2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
             None, _APPS.format("mobilenet_v2") + ", alpha 1.0, rows 224, no hash published"),
     }),
-    "unet_encoder": Backbone(unet_encoder, None, "unit", {}),
+    "resnet_lite": Backbone(resnet_lite, ("stem_", "stage"), "inception", {}),
+    "unet_encoder": Backbone(unet_encoder, ("enc",), "unit", {}),
     "vgg16": _vgg_row(vgg16, "vgg16", notop_md5="6d6bbae143d832006294945121d1f1fc",
                       md5="64373286793e3c8b2b4e3219cbf3544b"),
     "vgg19": _vgg_row(vgg19, "vgg19", notop_md5="253f8cb515780f3b799900260a226db6",
@@ -112,13 +117,14 @@ def backbone_layers(model, backbone):
     """The layers of ``model`` that belong to ``backbone`` (to freeze them).
 
     Found as the layers of the sub-graph from the model input to the
-    backbone's last layer; for the U-Net encoder, the ``enc*`` layers.
+    backbone's last layer, or by the row's layer-name prefixes (U-Net
+    encoder: ``enc*``; resnet_lite: ``stem_*``, ``stage*``).
     """
-    import keras
 
-    if backbone == "unet_encoder":
-        return [layer for layer in model.layers if layer.name.startswith("enc")]
     if backbone not in BACKBONE_TABLE:
         raise ValueError(unknown_name_message("backbone", backbone, BACKBONE_TABLE))
-    sub = keras.Model(model.inputs, model.get_layer(BACKBONE_TABLE[backbone].output_layer).output)
+    last = BACKBONE_TABLE[backbone].output_layer
+    if isinstance(last, tuple):
+        return [layer for layer in model.layers if layer.name.startswith(last) and layer.weights]
+    sub = keras.Model(model.inputs, model.get_layer(last).output)
     return [layer for layer in sub.layers if layer.weights]

@@ -8,6 +8,7 @@ from fcn_tf.backbones import BACKBONE_PREPROCESSING
 from fcn_tf.models.deeplabv3plus import build_deeplabv3plus
 from fcn_tf.models.fcn import build_fcn
 from fcn_tf.models.fcn_deconv import build_fcn_deconv
+from fcn_tf.models.fpn import build_fpn
 from fcn_tf.models.unet import build_unet
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.utils.names import unknown_key_message, unknown_name_message
@@ -60,6 +61,10 @@ for _stride in (32, 16, 8):
 register_model(
     "fcn_deconv", build_fcn_deconv, ("vgg16", "vgg19"),
     "All-deconvolution FCN (five 3x3 stride-2 transposed convolutions)",
+)
+register_model(
+    "fpn", build_fpn, ("resnet_lite",),
+    "FPN + pyramid pooling on a small ResNet (compact UPerNet, for CPU training from scratch)",
 )
 register_model("unet", build_unet, ("unet_encoder",), "U-Net (Ronneberger et al. 2015)")
 register_model(
