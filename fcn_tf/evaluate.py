@@ -3,7 +3,7 @@
 Scores a checkpoint on a dataset split with the FCN paper's four metrics
 (pixel accuracy, mean accuracy, mean IU, frequency-weighted IU) from one
 dataset-level confusion matrix at the labels' full resolution, the ignore
-label excluded. Prints the metrics and a per-class IoU / accuracy table and
+label excluded. Prints the metrics and a per-class IoU / accuracy / Dice table and
 writes, to ``RUN/eval-SPLIT/`` (the checkpoint's run folder, or ``--out``):
 ``metrics.json``, ``confusion_matrix.json``, ``confusion_matrix.png``
 (row-normalised heat map) and ``scores.txt``.
