@@ -84,7 +84,12 @@ class BootstrappedCrossEntropy(_SegmentationLoss):
     (arXiv:1604.04339, 2016). The easy pixels of large classes (sky, road)
     stop dominating the gradient once they are right, without the fixed
     per-class weights that make rare classes claim their neighbours' pixels.
+
+    The threshold is exact up to ``SAMPLE_SIZE`` pixels per batch; above, it
+    is the same quantile of every n-th pixel (at least ``SAMPLE_SIZE`` of them).
     """
+
+    SAMPLE_SIZE = 65536
 
     def __init__(self, fraction=0.25, ignore_label=255, class_weights=None,
                  name="bootstrapped_cross_entropy", **kwargs):
@@ -99,11 +104,16 @@ class BootstrappedCrossEntropy(_SegmentationLoss):
         valid, labels = _valid_and_labels(y_true, self.ignore_label)
         ce = ops.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"), from_logits=True)
         weights = self._pixel_weights(valid, labels)
-        # Ignored pixels rank last; the k-th largest weighted loss is the threshold.
-        scored = ops.reshape(ops.where(valid > 0, ce * weights, -1.0), (-1,))
-        count = ops.sum(valid)
+        # Ignored pixels rank last (-1); the k-th largest weighted loss is the
+        # threshold. Above SAMPLE_SIZE pixels it is taken from every n-th pixel:
+        # a full top-k of a 8x288x384 batch costs about a fifth of a CPU step.
+        scored = ops.stop_gradient(ops.reshape(ops.where(valid > 0, ce * weights, -1.0), (-1,)))
+        size = ops.size(scored)
+        stride = ops.maximum(size // self.SAMPLE_SIZE, 1)
+        sample = ops.take(scored, ops.arange(0, size, stride))
+        count = ops.sum(ops.cast(ops.greater_equal(sample, 0.0), "float32"))
         k = ops.cast(ops.maximum(ops.ceil(count * self.fraction), 1.0), "int32")
-        top, _ = ops.top_k(ops.stop_gradient(scored), ops.minimum(k, ops.size(scored)))
+        top, _ = ops.top_k(sample, ops.minimum(k, ops.size(sample)))
         threshold = top[-1]
         hard = ops.cast(ops.greater_equal(ops.stop_gradient(ce * weights), threshold), "float32")
         return _weighted_mean(ce, weights * hard)

@@ -62,6 +62,17 @@ def test_bootstrapped_cross_entropy_averages_the_hardest_valid_pixels(fraction):
         assert float(loss(labels, logits)) == pytest.approx(plain, rel=1e-5)
 
 
+def test_bootstrapped_threshold_from_a_sample_on_large_batches():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, (4, 96, 512))  # 196,608 pixels: every 3rd one sampled
+    labels[:, :8] = 255
+    logits = rng.normal(size=(*labels.shape, 3)).astype("float32")
+    ce = _ce(labels, logits)[labels != 255]
+    exact = np.sort(ce)[::-1][: int(np.ceil(0.25 * ce.size))].mean()
+    got = float(BootstrappedCrossEntropy(fraction=0.25)(labels, logits))
+    assert got == pytest.approx(exact, rel=2e-3)
+
+
 def test_bootstrapped_cross_entropy_gives_easy_pixels_no_gradient():
     import tensorflow as tf
 
