@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_fixtures import IGNORE, make_dataset
-from fcn_tf.data import AugmentConfig, build_dataset, load_data_config
+from fcn_tf.data import AugmentConfig, build_dataset, build_training_epochs, load_data_config
 from fcn_tf.preprocessing import Preprocessing
 
 STEP = 40  # red = 40 k + 20  ->  class k = red // 40
@@ -156,3 +156,19 @@ def test_mirrored_strategy_distributes(blocky_config):
                                   preprocessing=PREPROCESSING, input_context=ctx))
     images, masks = next(iter(dist))
     assert images.shape == (4, 20, 28, 3) and masks.shape == (4, 20, 28)
+
+
+@pytest.mark.parametrize("cache", ["memory", "off"])
+def test_training_epochs_equal_separate_epoch_pipelines(blocky_config, cache):
+    config = dataclasses.replace(blocky_config, cache=cache,
+                                 augment=AugmentConfig(scale=(0.5, 2.0), rotation=5.0))
+    steps, seeds = 3, [7, 8, 9]
+    chained = [(x.numpy(), y.numpy()) for x, y in build_training_epochs(
+        config, "train", batch_size=4, preprocessing=PREPROCESSING, seeds=seeds, steps=steps)]
+    separate = [(x.numpy(), y.numpy()) for seed in seeds for x, y in build_dataset(
+        config, "train", training=True, batch_size=4, preprocessing=PREPROCESSING,
+        seed=seed).repeat().take(steps)]
+    assert len(chained) == len(separate) == 9
+    for (x1, y1), (x2, y2) in zip(chained, separate):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)

@@ -9,7 +9,12 @@ import time
 
 import numpy as np
 
+from fcn_tf.config.run_config import load_config
+from fcn_tf.data import split_files
+from fcn_tf.data.decode import read_mask_array
+from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.train import main
+from fcn_tf.training.trainer import _sample_batch
 from train_fixtures import tiny_config, write_config
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -147,3 +152,14 @@ def test_kill_minus_nine_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     for key in ("loss", "val_loss", "val_mean_iou", "learning_rate"):
         np.testing.assert_allclose([r[key] for r in a], [r[key] for r in b], rtol=1e-3, atol=1e-4,
                                    err_msg=key)
+
+
+def test_prediction_pictures_spread_over_the_split_at_each_image_size(tmp_path):
+    config = load_config(write_config(tmp_path, tiny_config(tmp_path)))
+    files = split_files(config.data, "val")  # 4 images of 32x32
+    images, masks = _sample_batch(config, Preprocessing.preset("unit"), 3)
+    picks = [0, 2, 3]  # linspace(0, 3, 3) = 0, 1.5, 3 -> rounded
+    assert len(images) == len(masks) == 3
+    for index, image, mask in zip(picks, images, masks):
+        assert image.shape == (32, 32, 3) and 0.0 <= image.min() and image.max() <= 1.0
+        np.testing.assert_array_equal(mask, read_mask_array(files[index][1], config.data))

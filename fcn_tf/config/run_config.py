@@ -138,7 +138,8 @@ class OutputConfig:
     dir: str = _f("runs", path=True, help="folder holding run folders")
     name: str = _f("run", help="run folder name inside dir")
     tensorboard: bool = _f(True, help="write TensorBoard logs")
-    sample_images: int = _f(4, min=0, max=32, help="validation images drawn in predictions.png")
+    sample_images: int = _f(4, min=0, max=32,
+                            help="validation images drawn in predictions.png, spread over the split")
 
 
 SECTIONS = {

@@ -5,6 +5,7 @@ Public API (see docs/DATA.md):
 - :class:`DataConfig`, :func:`load_data_config` -- the "data" config section;
 - :class:`DatasetInfo`, :func:`dataset_info` -- classes, names, colours, ignore label;
 - :func:`build_dataset` -- the training / evaluation pipeline;
+- :func:`build_training_epochs` -- many training epochs over one decoded cache;
 - :func:`split_files`, :func:`split_names` -- (image, mask) pairs of a split;
 - :func:`check_dataset` (cheap, raises :class:`DatasetError`), :func:`verify`
   and :func:`format_report` -- dataset checks;
@@ -22,7 +23,7 @@ from fcn_tf.data.config import (
     parse_data_config,
 )
 from fcn_tf.data.formats import DatasetError, split_files, split_names
-from fcn_tf.data.pipeline import DatasetInfo, build_dataset, dataset_info
+from fcn_tf.data.pipeline import DatasetInfo, build_dataset, build_training_epochs, dataset_info
 from fcn_tf.data.verify import (
     VerifyReport,
     check_dataset,
@@ -41,6 +42,7 @@ __all__ = [
     "SplitConfig",
     "VerifyReport",
     "build_dataset",
+    "build_training_epochs",
     "check_dataset",
     "class_pixel_frequencies",
     "dataset_info",

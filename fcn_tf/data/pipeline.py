@@ -102,6 +102,58 @@ def _pad_to_multiple(image, mask, multiple, ignore_label):
     return image, mask
 
 
+def _prepare(config, split, training, batch_size, preprocessing, input_context):
+    """Files of this pipeline, per-replica batch size, preprocessing, decoder, cache choice."""
+    files = split_files(config, split)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    files = _shard(files, input_context, split)
+    if training and len(files) < batch_size:
+        raise DatasetError(
+            f"Split {split!r} has {len(files)} examples, fewer than the batch size "
+            f"{batch_size}, so no full training batch can be made. Lower the batch size."
+        )
+    preprocessing = preprocessing.for_channels(config.image_channels)
+    return files, batch_size, preprocessing, should_cache(config, files)
+
+
+def _decoded(config, files, *, shuffle_seed=None, ordered=None):
+    """Decoded (image, mask) pairs; the file list is shuffled first when a seed is given."""
+    images, masks = zip(*files)
+    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.map(make_decoder(config), num_parallel_calls=AUTOTUNE, deterministic=ordered)
+
+
+def _training_batches(ds, config, seed, batch_size, preprocessing, count, cached):
+    """Augmented, fixed-size batches from decoded pairs (shuffled here when cached)."""
+    if cached:
+        ds = ds.shuffle(min(config.shuffle_buffer, count), seed=seed,
+                        reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip(ds, seeds)
+
+    def train_map(pair, example_seed):
+        image, mask = augment_example(
+            pair[0], pair[1], example_seed,
+            augment=config.augment, crop_size=config.crop_size,
+            preprocessing=preprocessing, ignore_label=config.ignore_label,
+        )
+        return image, tf.cast(mask, tf.int32)
+
+    ds = ds.map(train_map, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True)
+
+
+def _finish(ds, config, input_context):
+    options = tf.data.Options()
+    options.deterministic = bool(config.deterministic)
+    if input_context is not None:  # already sharded by file above
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
 def build_dataset(
     config,
     split,
@@ -116,7 +168,7 @@ def build_dataset(
 
     Args:
         config: a :class:`~fcn_tf.data.config.DataConfig`.
-        split: split name, e.g. ``"train"`` or ``"val"``.
+        split: the split's name.
         training: True for shuffled, augmented, fixed-size crops; False for
             full-resolution evaluation batches.
         batch_size: global batch size (divided per replica with ``input_context``).
@@ -134,48 +186,20 @@ def build_dataset(
         batches are ``config.crop_size`` and drop the last partial batch.
     """
     seed = config.seed if seed is None else seed
-    files = split_files(config, split)
-    if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    files = _shard(files, input_context, split)
-    if training and len(files) < batch_size:
-        raise DatasetError(
-            f"Split {split!r} has {len(files)} examples, fewer than the batch size "
-            f"{batch_size}, so no full training batch can be made. Lower the batch size."
-        )
-    preprocessing = preprocessing.for_channels(config.image_channels)
-    decode = make_decoder(config)
-    normalise = _normaliser(preprocessing)
-    cache = should_cache(config, files)
-
-    images, masks = zip(*files)
-    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
-    if training and not cache:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    # Evaluation keeps file order (predictions are matched to files).
-    ordered = None if training else True
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=ordered)
-    if cache:
-        ds = ds.cache()
-        if training:
-            ds = ds.shuffle(min(config.shuffle_buffer, len(files)), seed=seed,
-                            reshuffle_each_iteration=True)
-
+    files, batch_size, preprocessing, cache = _prepare(
+        config, split, training, batch_size, preprocessing, input_context)
     if training:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds)
-
-        def train_map(pair, example_seed):
-            image, mask = augment_example(
-                pair[0], pair[1], example_seed,
-                augment=config.augment, crop_size=config.crop_size,
-                preprocessing=preprocessing, ignore_label=config.ignore_label,
-            )
-            return image, tf.cast(mask, tf.int32)
-
-        ds = ds.map(train_map, num_parallel_calls=AUTOTUNE)
-        ds = ds.batch(batch_size, drop_remainder=True)
+        ds = _decoded(config, files, shuffle_seed=None if cache else seed)
+        if cache:
+            ds = ds.cache()
+        ds = _training_batches(ds, config, seed, batch_size, preprocessing, len(files), cache)
     else:
+        normalise = _normaliser(preprocessing)
+        # Evaluation keeps file order (predictions are matched to files).
+        ds = _decoded(config, files, ordered=True)
+        if cache:
+            ds = ds.cache()
+
         def eval_map(image, mask):
             image = normalise(image)
             return _pad_to_multiple(image, tf.cast(mask, tf.int32),
@@ -186,8 +210,27 @@ def build_dataset(
             batch_size,
             padding_values=(tf.constant(0.0), tf.constant(config.ignore_label, tf.int32)),
         )
-    options = tf.data.Options()
-    options.deterministic = bool(config.deterministic)
-    if input_context is not None:  # already sharded by file above
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options).prefetch(AUTOTUNE)
+    return _finish(ds, config, input_context)
+
+
+def build_training_epochs(config, split, *, batch_size, preprocessing, seeds, steps,
+                          input_context=None):
+    """Several training epochs, one after another, that decode the split once.
+
+    Epoch ``i`` is ``build_dataset(config, split, training=True, seed=seeds[i])``
+    repeated if needed and cut to ``steps`` batches: the same batches as
+    building each epoch on its own. When the split is cached (``cache``), the
+    decoded pairs are kept in memory once for all epochs; separate
+    ``build_dataset`` pipelines would each keep their own copy (40 epochs of
+    CamVid's 367 images held 10 GB).
+    """
+    files, batch_size, preprocessing, cache = _prepare(
+        config, split, True, batch_size, preprocessing, input_context)
+    shared = _decoded(config, files).cache() if cache else None
+    chain = None
+    for seed in seeds:
+        source = shared if cache else _decoded(config, files, shuffle_seed=seed)
+        ds = _training_batches(source, config, seed, batch_size, preprocessing, len(files), cache)
+        ds = ds.repeat().take(steps)
+        chain = ds if chain is None else chain.concatenate(ds)
+    return _finish(chain, config, input_context)

@@ -15,8 +15,10 @@ import os
 import time
 
 import keras
+import numpy as np
 
-from fcn_tf.data import build_dataset, dataset_info, split_files
+from fcn_tf.data import build_dataset, build_training_epochs, dataset_info, split_files
+from fcn_tf.data.decode import read_image_array, read_mask_array
 from fcn_tf.evaluation import evaluate_split
 from fcn_tf.export import export_metadata, export_model
 from fcn_tf.visualize import denormalize, predict_classes, save_curves, save_prediction_grid
@@ -76,15 +78,11 @@ def epoch_datasets(config, first_epoch, last_epoch, steps, preprocessing, input_
     """
     if input_context is not None:
         steps *= input_context.num_replicas_in_sync // input_context.num_input_pipelines
-    chain = None
-    for epoch in range(first_epoch, last_epoch):
-        ds = build_dataset(
-            config.data, "train", training=True, batch_size=config.train.batch_size,
-            preprocessing=preprocessing, seed=config.data.seed + epoch,
-            input_context=input_context,
-        ).repeat().take(steps)
-        chain = ds if chain is None else chain.concatenate(ds)
-    return chain
+    return build_training_epochs(
+        config.data, "train", batch_size=config.train.batch_size, preprocessing=preprocessing,
+        seeds=[config.data.seed + epoch for epoch in range(first_epoch, last_epoch)],
+        steps=steps, input_context=input_context,
+    )
 
 
 def _distributed(strategy, make):
@@ -145,13 +143,20 @@ def _set_backbone_trainable(model, config, trainable):
 
 
 def _sample_batch(config, preprocessing, count):
-    """A few validation (or training) images and masks for pictures."""
+    """``count`` validation (or training) images and masks for pictures, at their own size.
+
+    Spread evenly over the split (its first and last image included), so
+    that a split of consecutive video frames shows different scenes.
+    """
     split = config.train.validation_split or "train"
-    ds = build_dataset(config.data, split, training=False, batch_size=1, preprocessing=preprocessing)
+    files = split_files(config.data, split)
+    picks = sorted({int(i) for i in np.linspace(0, len(files) - 1, count).round()}) if files else []
     images, masks = [], []
-    for image, mask in ds.take(count):
-        images.append(image[0].numpy())
-        masks.append(mask[0].numpy())
+    for index in picks:
+        image_path, mask_path = files[index]
+        pixels = read_image_array(image_path, config.data.image_channels)
+        images.append(preprocessing.for_channels(config.data.image_channels).apply_numpy(pixels))
+        masks.append(read_mask_array(mask_path, config.data))
     return images, masks
 
 
