@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from fcn_tf.losses import (
     BinaryCrossEntropy,
@@ -74,8 +75,6 @@ def test_bootstrapped_threshold_from_a_sample_on_large_batches():
 
 
 def test_bootstrapped_cross_entropy_gives_easy_pixels_no_gradient():
-    import tensorflow as tf
-
     labels = np.array([[[0, 1, 2, 0]]])
     logits = tf.Variable(np.array([[[[9.0, 0, 0], [0, 0.1, 0], [0, 0, 0.2], [0.3, 0, 0]]]],
                                   "float32"))
