@@ -107,7 +107,8 @@ class BootstrappedCrossEntropy(_SegmentationLoss):
         # Ignored pixels rank last (-1); the k-th largest weighted loss is the
         # threshold. Above SAMPLE_SIZE pixels it is taken from every n-th pixel:
         # a full top-k of a 8x288x384 batch costs about a fifth of a CPU step.
-        scored = ops.stop_gradient(ops.reshape(ops.where(valid > 0, ce * weights, -1.0), (-1,)))
+        weighted = ops.stop_gradient(ce * weights)
+        scored = ops.reshape(ops.where(valid > 0, weighted, -1.0), (-1,))
         size = ops.size(scored)
         stride = ops.maximum(size // self.SAMPLE_SIZE, 1)
         sample = ops.take(scored, ops.arange(0, size, stride))
@@ -115,7 +116,7 @@ class BootstrappedCrossEntropy(_SegmentationLoss):
         k = ops.cast(ops.maximum(ops.ceil(count * self.fraction), 1.0), "int32")
         top, _ = ops.top_k(sample, ops.minimum(k, ops.size(sample)))
         threshold = top[-1]
-        hard = ops.cast(ops.greater_equal(ops.stop_gradient(ce * weights), threshold), "float32")
+        hard = ops.cast(ops.greater_equal(weighted, threshold), "float32")
         return _weighted_mean(ce, weights * hard)
 
     def get_config(self):

@@ -120,7 +120,6 @@ def backbone_layers(model, backbone):
     backbone's last layer, or by the row's layer-name prefixes (U-Net
     encoder: ``enc*``; resnet_lite: ``stem_*``, ``stage*``).
     """
-
     if backbone not in BACKBONE_TABLE:
         raise ValueError(unknown_name_message("backbone", backbone, BACKBONE_TABLE))
     last = BACKBONE_TABLE[backbone].output_layer

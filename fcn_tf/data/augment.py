@@ -241,7 +241,7 @@ def elastic_deform(image, mask, seed, sigma, grid):
     """Elastic deformation of an image [H, W, C] and its mask [H, W] (U-Net, 2015).
 
     Displacement vectors on a ``grid`` x ``grid`` lattice over the image are
-    drawn from N(0, ``sigma``\ :sup:`2`) pixels and interpolated bicubically to
+    drawn from a normal distribution with standard deviation ``sigma`` pixels and interpolated bicubically to
     every pixel; the image is resampled bilinearly and the mask at the nearest
     source pixel, both at the same displaced points (clamped at the borders).
     """

@@ -103,7 +103,7 @@ def _pad_to_multiple(image, mask, multiple, ignore_label):
 
 
 def _prepare(config, split, training, batch_size, preprocessing, input_context):
-    """Files of this pipeline, per-replica batch size, preprocessing, decoder, cache choice."""
+    """Files of this pipeline, per-replica batch size, preprocessing and the cache choice."""
     files = split_files(config, split)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
@@ -117,13 +117,17 @@ def _prepare(config, split, training, batch_size, preprocessing, input_context):
     return files, batch_size, preprocessing, should_cache(config, files)
 
 
-def _decoded(config, files, *, shuffle_seed=None, ordered=None):
-    """Decoded (image, mask) pairs; the file list is shuffled first when a seed is given."""
+def _decoded(config, files, *, cache, shuffle_seed=None, ordered=None):
+    """Decoded (image, mask) pairs, kept in memory when ``cache``.
+
+    The file list is shuffled first when a seed is given (uncached training).
+    """
     images, masks = zip(*files)
     ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.map(make_decoder(config), num_parallel_calls=AUTOTUNE, deterministic=ordered)
+    ds = ds.map(make_decoder(config), num_parallel_calls=AUTOTUNE, deterministic=ordered)
+    return ds.cache() if cache else ds
 
 
 def _training_batches(ds, config, seed, batch_size, preprocessing, count, cached):
@@ -168,7 +172,7 @@ def build_dataset(
 
     Args:
         config: a :class:`~fcn_tf.data.config.DataConfig`.
-        split: the split's name.
+        split: split name, e.g. ``"train"`` or ``"val"``.
         training: True for shuffled, augmented, fixed-size crops; False for
             full-resolution evaluation batches.
         batch_size: global batch size (divided per replica with ``input_context``).
@@ -189,16 +193,12 @@ def build_dataset(
     files, batch_size, preprocessing, cache = _prepare(
         config, split, training, batch_size, preprocessing, input_context)
     if training:
-        ds = _decoded(config, files, shuffle_seed=None if cache else seed)
-        if cache:
-            ds = ds.cache()
+        ds = _decoded(config, files, cache=cache, shuffle_seed=None if cache else seed)
         ds = _training_batches(ds, config, seed, batch_size, preprocessing, len(files), cache)
     else:
         normalise = _normaliser(preprocessing)
         # Evaluation keeps file order (predictions are matched to files).
-        ds = _decoded(config, files, ordered=True)
-        if cache:
-            ds = ds.cache()
+        ds = _decoded(config, files, cache=cache, ordered=True)
 
         def eval_map(image, mask):
             image = normalise(image)
@@ -226,10 +226,10 @@ def build_training_epochs(config, split, *, batch_size, preprocessing, seeds, st
     """
     files, batch_size, preprocessing, cache = _prepare(
         config, split, True, batch_size, preprocessing, input_context)
-    shared = _decoded(config, files).cache() if cache else None
+    shared = _decoded(config, files, cache=True) if cache else None
     chain = None
     for seed in seeds:
-        source = shared if cache else _decoded(config, files, shuffle_seed=seed)
+        source = shared if cache else _decoded(config, files, cache=False, shuffle_seed=seed)
         ds = _training_batches(source, config, seed, batch_size, preprocessing, len(files), cache)
         ds = ds.repeat().take(steps)
         chain = ds if chain is None else chain.concatenate(ds)

@@ -151,11 +151,12 @@ def _sample_batch(config, preprocessing, count):
     split = config.train.validation_split or "train"
     files = split_files(config.data, split)
     picks = sorted({int(i) for i in np.linspace(0, len(files) - 1, count).round()}) if files else []
+    preprocessing = preprocessing.for_channels(config.data.image_channels)
     images, masks = [], []
     for index in picks:
         image_path, mask_path = files[index]
         pixels = read_image_array(image_path, config.data.image_channels)
-        images.append(preprocessing.for_channels(config.data.image_channels).apply_numpy(pixels))
+        images.append(preprocessing.apply_numpy(pixels))
         masks.append(read_mask_array(mask_path, config.data))
     return images, masks
 
