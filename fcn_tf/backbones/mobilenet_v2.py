@@ -19,6 +19,7 @@ model give the same numbers only with this style.
 from keras import layers
 
 from fcn_tf.backbones.features import DilationTracker, Features
+from fcn_tf.layers import BatchNormalization
 
 # (expansion, output channels, repeats, first stride) per stage, from the paper's Table 2.
 MOBILENET_V2_STAGES = (
@@ -48,7 +49,7 @@ STYLES = {
 
 
 def _bn(name, style="keras"):
-    return layers.BatchNormalization(
+    return BatchNormalization(
         epsilon=STYLES[style]["epsilon"], momentum=STYLES[style]["momentum"], name=name
     )
 

@@ -13,6 +13,7 @@ channel convolutions are memory bound.
 from keras import layers
 
 from fcn_tf.backbones.features import Features
+from fcn_tf.layers import BatchNormalization
 
 
 def _conv_bn(x, filters, kernel_size, stride, name, relu=True):
@@ -20,7 +21,7 @@ def _conv_bn(x, filters, kernel_size, stride, name, relu=True):
                       name=name)(x)
     # PyTorch's BatchNorm defaults (momentum 0.1 = Keras 0.9): the running
     # statistics keep up in short trainings (as in the U-Net encoder).
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name + "_bn")(x)
+    x = BatchNormalization(momentum=0.9, epsilon=1e-5, name=name + "_bn")(x)
     return layers.ReLU(name=name + "_relu")(x) if relu else x
 
 

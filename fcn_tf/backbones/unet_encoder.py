@@ -3,6 +3,7 @@
 from keras import layers
 
 from fcn_tf.backbones.features import Features
+from fcn_tf.layers import BatchNormalization
 
 
 def double_conv(x, filters, prefix, padding="same", batch_norm=True):
@@ -18,7 +19,7 @@ def double_conv(x, filters, prefix, padding="same", batch_norm=True):
             name=f"{prefix}_conv{index}",
         )(x)
         if batch_norm:
-            x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}_bn{index}")(x)
+            x = BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}_bn{index}")(x)
         x = layers.ReLU(name=f"{prefix}_relu{index}")(x)
     return x
 

@@ -17,6 +17,7 @@ from functools import partial
 from keras import layers
 
 from fcn_tf.backbones.features import DilationTracker, Features
+from fcn_tf.layers import BatchNormalization
 
 # (block id, output channels) of the entry flow; each block halves the size.
 ENTRY_FLOW = ((2, 128), (3, 256), (4, 728))
@@ -27,7 +28,7 @@ def _sepconv(x, filters, dilation, name):
     x = layers.SeparableConv2D(
         filters, 3, padding="same", dilation_rate=dilation, use_bias=False, name=name
     )(x)
-    return layers.BatchNormalization(name=name + "_bn")(x)
+    return BatchNormalization(name=name + "_bn")(x)
 
 
 def _downsampling_block(x, block, filters, tracker, pre_activation=True):
@@ -39,7 +40,7 @@ def _downsampling_block(x, block, filters, tracker, pre_activation=True):
         filters[1], 1, strides=stride, padding="same", use_bias=False,
         name=f"block{block}_residual_conv",
     )(x)
-    residual = layers.BatchNormalization(name=f"block{block}_residual_bn")(residual)
+    residual = BatchNormalization(name=f"block{block}_residual_bn")(residual)
     if pre_activation:
         x = layers.Activation("relu", name=f"block{block}_sepconv1_act")(x)
     x = _sepconv(x, filters[0], dilation, f"block{block}_sepconv1")
@@ -62,10 +63,10 @@ def xception(inputs, *, output_stride=None):
     conv = partial(layers.Conv2D, kernel_size=3, padding="same", use_bias=False)
     stride, _ = tracker.step(2)
     x = conv(32, strides=stride, name="block1_conv1")(inputs)
-    x = layers.BatchNormalization(name="block1_conv1_bn")(x)
+    x = BatchNormalization(name="block1_conv1_bn")(x)
     x = layers.Activation("relu", name="block1_conv1_act")(x)
     x = conv(64, name="block1_conv2")(x)
-    x = layers.BatchNormalization(name="block1_conv2_bn")(x)
+    x = BatchNormalization(name="block1_conv2_bn")(x)
     x = layers.Activation("relu", name="block1_conv2_act")(x)
     features.add(1, x, tracker.current_stride)
 

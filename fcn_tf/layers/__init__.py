@@ -4,12 +4,16 @@ All of them work at any input size: spatial sizes are read at run time, so
 models built on ``(None, None, C)`` inputs export and serve at any size.
 """
 
+from fcn_tf.layers.atrous import AtrousConv2D
+from fcn_tf.layers.batch_norm import BatchNormalization
 from fcn_tf.layers.crop import CenterCropLike, CropLike
 from fcn_tf.layers.initializers import BilinearUpsampling, bilinear_kernel
 from fcn_tf.layers.pad import PadToMultiple
 from fcn_tf.layers.resize import BroadcastLike, ResizeLike, resize_images
 
 __all__ = [
+    "AtrousConv2D",
+    "BatchNormalization",
     "BilinearUpsampling",
     "BroadcastLike",
     "CenterCropLike",

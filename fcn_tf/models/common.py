@@ -3,6 +3,8 @@
 import keras
 from keras import layers
 
+from fcn_tf.layers import AtrousConv2D, BatchNormalization
+
 
 def model_inputs(input_channels=3, input_size=None):
     """The ``keras.Input`` of every model: ``(H, W, C)``, H and W ``None`` by default."""
@@ -23,11 +25,14 @@ def conv_bn_relu(x, filters, kernel_size, name, dilation=1, bn_epsilon=1e-3, bn_
     """Convolution without bias, BatchNorm and ReLU: the DeepLab building block.
 
     ``bn_epsilon``/``bn_momentum`` default to Keras' BatchNorm defaults;
-    PyTorch's are ``1e-5`` / ``0.9`` (its momentum 0.1).
+    PyTorch's are ``1e-5`` / ``0.9`` (its momentum 0.1). A dilated
+    convolution is an :class:`~fcn_tf.layers.AtrousConv2D`, which skips the
+    taps that read only padding on small feature maps.
     """
-    x = layers.Conv2D(
+    conv = AtrousConv2D if dilation != 1 else layers.Conv2D
+    x = conv(
         filters, kernel_size, padding="same", dilation_rate=dilation,
         use_bias=False, name=name,
     )(x)
-    x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=name + "_bn")(x)
+    x = BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=name + "_bn")(x)
     return layers.ReLU(name=name + "_relu")(x)

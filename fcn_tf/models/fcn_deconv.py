@@ -13,7 +13,7 @@ from keras import layers
 
 from fcn_tf.backbones import get_backbone
 from fcn_tf.backbones.vgg import scaled
-from fcn_tf.layers import CropLike, PadToMultiple
+from fcn_tf.layers import BatchNormalization, CropLike, PadToMultiple
 from fcn_tf.models.common import logits_output, model_inputs
 
 DECODER_FILTERS = (512, 256, 128, 64, 32)
@@ -57,7 +57,7 @@ def build_fcn_deconv(
         x = layers.ReLU(name=f"relu{index}")(x)
         if skip is not None:
             x = layers.Add(name=f"skip{index}")([x, skip])
-        x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"bn{index}")(x)
+        x = BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"bn{index}")(x)
     x = layers.Conv2D(num_classes, 1, name="classifier")(x)
     x = CropLike(0, name="crop_to_input")(x, inputs)
     return keras.Model(inputs, logits_output(x), name=f"fcn_deconv_{backbone}")
