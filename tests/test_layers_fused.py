@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fcn_tf.layers import AtrousConv2D, BatchNormalization
+from fcn_tf.layers import AtrousConv2D, BatchNormalization, Im2ColConv2D
 from fcn_tf.layers import atrous as atrous_module
 
 
@@ -192,3 +192,44 @@ def test_native_dilation_probe_matches_onednn():
     # oneDNN is TensorFlow's default on x86 Linux; with it off the probe must say no.
     expected = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0" or bool(tf.config.list_physical_devices("GPU"))
     assert atrous_module.native_dilation_supported() is expected
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, (2, 3)])
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_im2col_conv_equals_convolution(kernel_size, dtype):
+    rng = np.random.default_rng(4)
+    shape = (2, 6, 5, 4)
+    options = {"filters": 3, "kernel_size": kernel_size, "activation": "relu", "dtype": dtype}
+    im2col, reference = _twins(Im2ColConv2D, keras.layers.Conv2D, shape, **options)
+    weights = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in im2col.get_weights()]
+    im2col.set_weights(weights)
+    reference.set_weights(weights)
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 4), tf.float32)])
+    def run(images):  # sizes unknown when traced, as in a model built on (None, None, C)
+        outputs = []
+        for layer in (im2col, reference):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                y = tf.cast(layer(images), tf.float32)
+                loss = tf.reduce_sum(y * y)
+            outputs.append((y, tape.gradient(loss, [images, layer.kernel, layer.bias])))
+        return outputs
+
+    (y_i, grads_i), (y_r, grads_r) = run(tf.constant(rng.normal(size=shape).astype(np.float32)))
+    assert y_i.shape == y_r.shape
+    np.testing.assert_allclose(y_i, y_r, atol=tolerance * float(np.abs(y_r).max()), rtol=tolerance)
+    for grad_i, grad_r in zip(grads_i, grads_r):
+        scale = float(np.abs(grad_r).max())
+        np.testing.assert_allclose(grad_i, grad_r, atol=tolerance * scale, rtol=tolerance)
+
+
+def test_im2col_conv_other_settings_are_conv2d():
+    layer = Im2ColConv2D(2, 3, padding="same", strides=2)
+    reference = keras.layers.Conv2D(2, 3, padding="same", strides=2)
+    x = tf.ones((1, 8, 8, 1))
+    layer.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    np.testing.assert_allclose(layer(x), reference(x), atol=1e-6)

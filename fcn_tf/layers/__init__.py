@@ -7,6 +7,7 @@ models built on ``(None, None, C)`` inputs export and serve at any size.
 from fcn_tf.layers.atrous import AtrousConv2D
 from fcn_tf.layers.batch_norm import BatchNormalization
 from fcn_tf.layers.crop import CenterCropLike, CropLike
+from fcn_tf.layers.im2col import Im2ColConv2D
 from fcn_tf.layers.initializers import BilinearUpsampling, bilinear_kernel
 from fcn_tf.layers.pad import PadToMultiple
 from fcn_tf.layers.resize import BroadcastLike, ResizeLike, resize_images
@@ -18,6 +19,7 @@ __all__ = [
     "BroadcastLike",
     "CenterCropLike",
     "CropLike",
+    "Im2ColConv2D",
     "PadToMultiple",
     "ResizeLike",
     "bilinear_kernel",

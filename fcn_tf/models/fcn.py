@@ -19,7 +19,7 @@ from keras import layers
 
 from fcn_tf.backbones import get_backbone
 from fcn_tf.backbones.vgg import scaled
-from fcn_tf.layers import BilinearUpsampling, CropLike
+from fcn_tf.layers import BilinearUpsampling, CropLike, Im2ColConv2D
 from fcn_tf.models.common import logits_output, model_inputs
 
 # Per variant: the skips fused on the way up (backbone level, crop offset), and
@@ -76,9 +76,10 @@ def build_fcn(
     )
     (pool5,) = features.require("P5", model=f"FCN-{stride}s")
     fc_units = scaled(FC_UNITS, width_multiplier)
-    x = layers.Conv2D(fc_units, 7, activation="relu", name="fc6")(pool5)
+    # fc6/fc7 are big kernels on a few pixels: faster as one matmul (fcn_tf.layers.im2col).
+    x = Im2ColConv2D(fc_units, 7, activation="relu", name="fc6")(pool5)
     x = layers.Dropout(dropout, name="drop6")(x)
-    x = layers.Conv2D(fc_units, 1, activation="relu", name="fc7")(x)
+    x = Im2ColConv2D(fc_units, 1, activation="relu", name="fc7")(x)
     x = layers.Dropout(dropout, name="drop7")(x)
     x = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
 
