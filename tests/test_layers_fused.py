@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fcn_tf.layers import AtrousConv2D, BatchNormalization, Im2ColConv2D
+from fcn_tf.layers import AtrousConv2D, BatchNormalization, DepthwiseConv2D, Im2ColConv2D
 from fcn_tf.layers import atrous as atrous_module
 
 
@@ -233,3 +233,60 @@ def test_im2col_conv_other_settings_are_conv2d():
     reference.build(x.shape)
     reference.set_weights(layer.get_weights())
     np.testing.assert_allclose(layer(x), reference(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [
+    {"kernel_size": 3, "padding": "same"},
+    {"kernel_size": 3, "padding": "valid", "strides": 2},
+    {"kernel_size": 3, "padding": "same", "dilation_rate": 2},
+])
+def test_depthwise_bfloat16_forward_and_float32_gradients(options):
+    rng = np.random.default_rng(5)
+    shape = (2, 9, 9, 4)
+    layer = DepthwiseConv2D(use_bias=False, dtype="mixed_bfloat16", **options)
+    reference = keras.layers.DepthwiseConv2D(use_bias=False, dtype="float32", **options)
+    layer.build(shape)
+    reference.build(shape)
+    weights = [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()]
+    layer.set_weights(weights)
+    reference.set_weights(weights)
+    # Inputs exactly representable in bfloat16, so only the computation differs.
+    x = tf.cast(tf.cast(rng.normal(size=shape).astype(np.float32), tf.bfloat16), tf.float32)
+    upstream = tf.constant(rng.normal(size=reference(x).shape).astype(np.float32))
+    results = []
+    for net in (layer, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = net(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+        results.append((y, tape.gradient(loss, [x, net.kernel])))
+    (y_b, grads_b), (y_f, grads_f) = results
+    assert y_b.dtype == tf.bfloat16  # the forward pass stays in the compute dtype
+    np.testing.assert_allclose(tf.cast(y_b, tf.float32), y_f, atol=0.05, rtol=0.02)
+    for grad_b, grad_f in zip(grads_b, grads_f):
+        assert grad_b.dtype == tf.float32
+        scale = float(np.abs(grad_f).max())
+        np.testing.assert_allclose(grad_b, grad_f, atol=0.02 * scale, rtol=0.02)
+
+
+def test_depthwise_gradient_ops_run_in_float32_under_bfloat16():
+    layer = DepthwiseConv2D(3, padding="same", use_bias=False, dtype="mixed_bfloat16")
+    layer.build((1, 6, 6, 2))
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.cast(layer(x), tf.float32))
+        return tape.gradient(loss, [x, layer.kernel])
+
+    graph = step.get_concrete_function(tf.TensorSpec((1, 6, 6, 2), tf.float32)).graph
+    ops_by_type = {}
+    for op in graph.get_operations():
+        ops_by_type.setdefault(op.type, []).append(op)
+    for function in graph._functions.values():  # the custom gradient's body
+        for op in function.graph.get_operations():
+            ops_by_type.setdefault(op.type, []).append(op)
+    assert {op.get_attr("T") for op in ops_by_type["DepthwiseConv2dNative"]} >= {tf.bfloat16}
+    for kind in ("DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter"):
+        assert {op.get_attr("T") for op in ops_by_type[kind]} == {tf.float32}

@@ -19,7 +19,7 @@ model give the same numbers only with this style.
 from keras import layers
 
 from fcn_tf.backbones.features import DilationTracker, Features
-from fcn_tf.layers import BatchNormalization
+from fcn_tf.layers import BatchNormalization, DepthwiseConv2D
 
 # (expansion, output channels, repeats, first stride) per stage, from the paper's Table 2.
 MOBILENET_V2_STAGES = (
@@ -66,7 +66,7 @@ def _inverted_residual(x, expansion, filters, stride, dilation, block_id, style=
         x = layers.ReLU(6.0, name=prefix + "expand_relu")(x)
     if stride == 2:
         x = layers.ZeroPadding2D(STYLES[style]["stride2_padding"], name=prefix + "pad")(x)
-    x = layers.DepthwiseConv2D(
+    x = DepthwiseConv2D(
         3,
         strides=stride,
         dilation_rate=dilation,

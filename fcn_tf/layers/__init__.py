@@ -7,6 +7,7 @@ models built on ``(None, None, C)`` inputs export and serve at any size.
 from fcn_tf.layers.atrous import AtrousConv2D
 from fcn_tf.layers.batch_norm import BatchNormalization
 from fcn_tf.layers.crop import CenterCropLike, CropLike
+from fcn_tf.layers.depthwise import DepthwiseConv2D
 from fcn_tf.layers.im2col import Im2ColConv2D
 from fcn_tf.layers.initializers import BilinearUpsampling, bilinear_kernel
 from fcn_tf.layers.pad import PadToMultiple
@@ -19,6 +20,7 @@ __all__ = [
     "BroadcastLike",
     "CenterCropLike",
     "CropLike",
+    "DepthwiseConv2D",
     "Im2ColConv2D",
     "PadToMultiple",
     "ResizeLike",
