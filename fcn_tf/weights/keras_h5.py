@@ -225,9 +225,12 @@ def read_keras3(path, root):
         architecture = "xception"
     elif any(k.startswith("depthwise_conv2d") for k in groups):
         architecture = "mobilenet_v2"
-    else:
-        convs = sum(1 for k in groups if re.match(r"^conv2d(_\d+)?$", k))
+    elif all(re.match(r"^(conv2d|dense)(_\d+)?$", k) for k in groups):
+        # keras.applications VGG: plain Conv2D (and Dense) layers only, 13 or 16 of them.
+        convs = sum(1 for k in groups if k.startswith("conv2d"))
         architecture = {13: "vgg16", 16: "vgg19"}.get(convs)
+    else:
+        architecture = None
     if architecture is None:
         raise WeightsError(
             f"{path}: a Keras 3 weights file of a network this loader does not know "
