@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from fcn_tf import evaluate, predict, train
+from fcn_tf.config.run_config import load_config
 from fcn_tf.runs import RunFolderLocked, RunLock
+from fcn_tf.runs.folder import choose_run_dir
 from fcn_tf.training.callbacks import StopOnNaN
 from test_inference import make_run_folder
 from train_fixtures import tiny_config, write_config
@@ -272,3 +274,31 @@ def test_a_finite_exploding_loss_stops_training_and_writes_no_checkpoint_of_it(t
     assert "No checkpoint was written yet" in err
     run_dir = tmp_path / "runs" / "tiny"
     assert not (run_dir / "best.keras").exists() and os.listdir(run_dir / "checkpoints") == []
+
+
+def _unfinished_run(parent, saved_config):
+    folder = parent / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(saved_config))
+    (folder / "state.json").write_text(json.dumps({"epoch": 1, "finished": False}))
+    return folder
+
+
+def test_a_run_started_before_a_config_key_existed_resumes_when_the_key_is_at_its_default(
+        tmp_path):
+    effective = load_config(str(write_config(tmp_path, tiny_config(tmp_path)))).to_dict()
+    assert effective["train"]["loss"]["bootstrap_fraction"] == 0.25  # the key's default
+    older = json.loads(json.dumps(effective))
+    del older["train"]["loss"]["bootstrap_fraction"]  # a run folder from before the key
+    del older["data"]["augment"]["elastic"]
+    folder = _unfinished_run(tmp_path / "runs", older)
+    assert choose_run_dir(str(tmp_path / "runs"), "tiny", effective) == (str(folder), True)
+
+    changed = json.loads(json.dumps(effective))
+    changed["train"]["loss"]["bootstrap_fraction"] = 0.5  # not the default: another config
+    with pytest.raises(ValueError, match=r"differs at: train\.loss\.bootstrap_fraction\)"):
+        choose_run_dir(str(tmp_path / "runs"), "tiny", changed)
+    changed = json.loads(json.dumps(effective))
+    changed["train"]["epochs"] = 3  # a key the saved config has, changed
+    with pytest.raises(ValueError, match=r"differs at: train\.epochs\)"):
+        choose_run_dir(str(tmp_path / "runs"), "tiny", changed)

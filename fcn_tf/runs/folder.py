@@ -90,8 +90,8 @@ def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
         state = read_state(last)
         if state is None or not state.get("finished"):
             saved = read_json(os.path.join(last, CONFIG_FILE))
-            if saved is not None and saved != effective_config:
-                differing = _diff_keys(saved, effective_config)
+            differing = [] if saved is None else _config_changes(saved, effective_config)
+            if differing:
                 raise ValueError(
                     f"Run folder {last} holds an unfinished run started with a different "
                     f"config (differs at: {', '.join(differing[:8])}). Run with the same "
@@ -112,6 +112,36 @@ def create_run_dir(run_dir):
     """Make ``run_dir`` (and its parents); an existing folder is reused as it is."""
     os.makedirs(run_dir, exist_ok=True)
     return run_dir
+
+
+def _config_changes(saved, effective):
+    """The dotted keys where ``effective`` differs from a run's saved config.
+
+    A key the saved config lacks (added to the package after the run started)
+    is no change when ``effective`` holds its default: the saved config read
+    with today's defaults has the same value there.
+    """
+    differing = _diff_keys(saved, effective)
+    if not differing:
+        return []
+    try:
+        with_defaults = parse_config(saved).to_dict()
+    except (ValueError, TypeError, KeyError):  # ConfigError is a ValueError
+        return differing
+    return [key for key in differing
+            if _lookup(saved, key) is not _ABSENT
+            or _lookup(with_defaults, key) != _lookup(effective, key)]
+
+
+_ABSENT = object()
+
+
+def _lookup(document, dotted):
+    for part in dotted.split("."):
+        if not isinstance(document, dict) or part not in document:
+            return _ABSENT
+        document = document[part]
+    return document
 
 
 def _diff_keys(a, b, prefix=""):
