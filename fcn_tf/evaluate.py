@@ -25,7 +25,7 @@ from fcn_tf.evaluation import evaluate_split, format_scores, write_evaluation
 from fcn_tf.inference import InferenceOptions
 from fcn_tf.runs import check_class_count, find_run_dir, resolve_checkpoint, resolve_preprocessing
 from fcn_tf.runs.files import eval_dir_name
-from fcn_tf.utils.cli import report_error
+from fcn_tf.utils.cli import progress_verbosity, report_error
 
 
 def parse_window(values, config):
@@ -92,7 +92,8 @@ def main(argv=None):
                         help="sliding windows: H W, one size, 'crop' (the training crop) or 'none'")
     parser.add_argument("--overlap", type=float, help="sliding-window overlap fraction")
     parser.add_argument("--out", help="report folder (default: RUN/eval-SPLIT)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output (a progress bar only on a terminal)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
@@ -100,7 +101,7 @@ def main(argv=None):
         scores, out_dir = evaluate_checkpoint(
             config, args.checkpoint, split, scales=args.scales, flip=args.flip,
             window=parse_window(args.window, config), overlap=args.overlap, out_dir=args.out,
-            verbose=0 if args.quiet else 1)
+            verbose=progress_verbosity(args.quiet))
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as error:
         return report_error(error, {"checkpoint": "--checkpoint", "out": "--out",
                                     "window": "--window", "scales": "--scales",

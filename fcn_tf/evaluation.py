@@ -57,13 +57,15 @@ def confusion_over_dataset(model, dataset, num_classes, ignore_label, predict=pr
                            verbose=0):
     """Accumulate the confusion matrix of ``model`` over ``(image, mask)`` batches.
 
-    With ``verbose`` a progress bar counts the batches of the split.
+    With ``verbose`` 1 a progress bar counts the batches of the split; with 2
+    (output to a file or pipe) one line is written when it is done.
     """
     total = np.zeros((num_classes, num_classes), np.int64)
     progress = None
     if verbose:
         cardinality = int(dataset.cardinality())
-        progress = keras.utils.Progbar(cardinality if cardinality > 0 else None, unit_name="batch")
+        progress = keras.utils.Progbar(cardinality if cardinality > 0 else None,
+                                       verbose=verbose, unit_name="batch")
     for index, (images, masks) in enumerate(dataset):
         predicted = logits_to_classes(predict(model, images))
         total += confusion_matrix(masks.numpy(), predicted, num_classes, ignore_label)
@@ -80,7 +82,7 @@ def evaluate_split(model, config, preprocessing, split, verbose=0, options=None,
         config: the run :class:`~fcn_tf.config.run_config.Config`.
         preprocessing: the normalisation the model was trained with.
         split: split name.
-        verbose: 1 shows a progress bar over the split.
+        verbose: 1 shows a progress bar over the split, 2 one line at its end.
         options: :class:`~fcn_tf.inference.InferenceOptions`; default: the
             config's ``eval`` section (scales, flip, window, overlap).
         batch_size: images per batch; default ``config.train.batch_size``

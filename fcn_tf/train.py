@@ -2,7 +2,9 @@
 
 Trains the model described by a commented-JSON config. Running the same
 command again after an interruption resumes the run; a finished run is never
-overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made).
+overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made). Progress
+bars are drawn on a terminal; written to a file or pipe, the output is one
+line per epoch.
 """
 
 import argparse
@@ -18,7 +20,7 @@ from fcn_tf.data import DatasetError
 from fcn_tf.runs import RunFolderLocked
 from fcn_tf.training.callbacks import TrainingDiverged
 from fcn_tf.training.trainer import train
-from fcn_tf.utils.cli import report_error
+from fcn_tf.utils.cli import progress_verbosity, report_error
 
 
 def main(argv=None):
@@ -28,12 +30,14 @@ def main(argv=None):
                         help="override a config value, e.g. --set train.epochs=3")
     parser.add_argument("--fresh", action="store_true",
                         help="start a new run folder even if an unfinished run exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output (default: progress bars on a terminal, one "
+                             "line per epoch when the output goes to a file or pipe)")
     args = parser.parse_args(argv)
 
     try:
         config = load_config(args.config, args.overrides)
-        result = train(config, fresh=args.fresh, verbose=0 if args.quiet else 1)
+        result = train(config, fresh=args.fresh, verbose=progress_verbosity(args.quiet))
     except (ConfigError, DatasetError, TrainingDiverged, RunFolderLocked, FileNotFoundError,
             ValueError) as error:
         return report_error(error, {"fresh": "--fresh"})

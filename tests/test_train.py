@@ -15,6 +15,7 @@ from fcn_tf.data.decode import read_mask_array
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.train import main
 from fcn_tf.training.trainer import _sample_batch
+from fcn_tf.utils.cli import progress_verbosity
 from train_fixtures import tiny_config, write_config
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -51,9 +52,28 @@ def test_run_writes_everything_and_never_overwrites(tmp_path, capsys):
 
     # A finished run is never touched: the same command makes a new folder.
     best_before = (run / "best.keras").stat().st_mtime
-    assert main([str(path), "--quiet", "--set", "train.epochs=1"]) == 0
+    capsys.readouterr()
+    assert main([str(path), "--set", "train.epochs=1"]) == 0
     assert (tmp_path / "runs" / "tiny-2" / "state.json").exists()
     assert (run / "best.keras").stat().st_mtime == best_before
+    # Output to a pipe or file (captured here): plain lines, no progress-bar redraws.
+    out = capsys.readouterr().out
+    assert "Epoch 1/1" in out and "val_mean_iou" in out
+    assert "\r" not in out and "\x1b[" not in out
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_bars_only_on_a_terminal():
+    assert progress_verbosity(False, _Stream(True)) == 1
+    assert progress_verbosity(False, _Stream(False)) == 2
+    assert progress_verbosity(True, _Stream(True)) == 0
 
 
 def test_unfinished_run_with_other_config_is_refused(tmp_path, capsys):

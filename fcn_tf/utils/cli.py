@@ -22,6 +22,19 @@ def flag_message(message, flags):
     return message
 
 
+def progress_verbosity(quiet, stream=None):
+    """Keras' ``verbose`` for a command: 0 quiet, 1 progress bars on a terminal, 2 plain lines.
+
+    Progress bars redraw with carriage returns and colour codes, which a log
+    file or a pipe keeps as one unreadable run of text; there Keras' ``2``
+    writes one line per epoch instead. ``stream`` defaults to stdout.
+    """
+    if quiet:
+        return 0
+    stream = sys.stdout if stream is None else stream
+    return 1 if stream.isatty() else 2
+
+
 def report_error(error, flags=None):
     """Print ``error: MESSAGE`` to stderr and return exit status 2.
 
