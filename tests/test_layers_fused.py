@@ -35,6 +35,38 @@ def _random_bn_state(layer, rng):
     ])
 
 
+def _conv_twins(cls, shape, rng, **options):
+    """``cls`` and ``keras.layers.Conv2D`` built alike with the same random weights."""
+    layer, reference = _twins(cls, keras.layers.Conv2D, shape, **options)
+    weights = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()]
+    layer.set_weights(weights)
+    reference.set_weights(weights)
+    return layer, reference
+
+
+def _assert_same_convolution(layer, reference, x, signature, dtype):
+    """Outputs and gradients (input, kernel, bias) of two convolutions agree on ``x``."""
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+
+    @tf.function(input_signature=[signature])
+    def run(images):
+        outputs = []
+        for net in (layer, reference):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                y = tf.cast(net(images), tf.float32)
+                loss = tf.reduce_sum(y * y)
+            outputs.append((y, tape.gradient(loss, [images, net.kernel, net.bias])))
+        return outputs
+
+    (y_l, grads_l), (y_r, grads_r) = run(x)
+    assert y_l.shape == y_r.shape
+    np.testing.assert_allclose(y_l, y_r, atol=tolerance * float(np.abs(y_r).max()), rtol=tolerance)
+    for grad_l, grad_r in zip(grads_l, grads_r):
+        scale = float(np.abs(grad_r).max())
+        np.testing.assert_allclose(grad_l, grad_r, atol=tolerance * scale, rtol=tolerance)
+
+
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("options", [
     {"momentum": 0.9, "epsilon": 1e-5},
@@ -127,6 +159,13 @@ def test_batch_norm_round_trips_through_keras_saving(tmp_path):
     assert type(loaded.get_layer("bn")) is BatchNormalization
 
 
+def _use_native_dilation(native, monkeypatch):
+    """Run AtrousConv2D with (where this TensorFlow has it) or without native dilation."""
+    if native and not atrous_module.native_dilation_supported():
+        pytest.skip("this TensorFlow has no native dilated Conv2D gradients (oneDNN off)")
+    monkeypatch.setitem(atrous_module._NATIVE_DILATION, "supported", native)
+
+
 @pytest.mark.parametrize("size, rate", [
     ((4, 4), 4),     # every off-centre tap reads padding: a 1x1 convolution
     ((3, 9), 5),     # only the vertical taps go: a 1x3 convolution
@@ -137,44 +176,21 @@ def test_batch_norm_round_trips_through_keras_saving(tmp_path):
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("native", [True, False])
 def test_atrous_conv_equals_full_convolution(size, rate, dtype, native, monkeypatch):
-    if native and not atrous_module.native_dilation_supported():
-        pytest.skip("this TensorFlow has no native dilated Conv2D gradients (oneDNN off)")
-    monkeypatch.setitem(atrous_module._NATIVE_DILATION, "supported", native)
+    _use_native_dilation(native, monkeypatch)
     rng = np.random.default_rng(3)
     height, width = 4 if size[0] is None else size[0], 4 if size[1] is None else size[1]
     shape = (2, height, width, 3)
     options = {"filters": 5, "kernel_size": 3, "padding": "same", "dilation_rate": rate,
                "use_bias": True, "dtype": dtype}
-    atrous, reference = _twins(AtrousConv2D, keras.layers.Conv2D, shape, **options)
-    weights = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in atrous.get_weights()]
-    atrous.set_weights(weights)
-    reference.set_weights(weights)
+    atrous, reference = _conv_twins(AtrousConv2D, shape, rng, **options)
     x = tf.constant(rng.normal(size=shape).astype(np.float32))
-    tolerance = 1e-5 if dtype == "float32" else 2e-2
-
-    @tf.function(input_signature=[tf.TensorSpec((None,) + size + (3,), tf.float32)])
-    def run(images):
-        outputs = []
-        for layer in (atrous, reference):
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                y = tf.cast(layer(images), tf.float32)
-                loss = tf.reduce_sum(y * y)
-            outputs.append((y, tape.gradient(loss, [images, layer.kernel, layer.bias])))
-        return outputs
-
-    (y_a, grads_a), (y_r, grads_r) = run(x)
-    np.testing.assert_allclose(y_a, y_r, atol=tolerance * float(np.abs(y_r).max()), rtol=tolerance)
-    for grad_a, grad_r in zip(grads_a, grads_r):
-        scale = float(np.abs(grad_r).max())
-        np.testing.assert_allclose(grad_a, grad_r, atol=tolerance * scale, rtol=tolerance)
+    _assert_same_convolution(atrous, reference, x, tf.TensorSpec((None,) + size + (3,), tf.float32),
+                             dtype)
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_atrous_conv_cuts_the_kernel_only_where_taps_read_padding(native, monkeypatch):
-    if native and not atrous_module.native_dilation_supported():
-        pytest.skip("this TensorFlow has no native dilated Conv2D gradients (oneDNN off)")
-    monkeypatch.setitem(atrous_module._NATIVE_DILATION, "supported", native)
+    _use_native_dilation(native, monkeypatch)
     layer = AtrousConv2D(2, 3, padding="same", dilation_rate=4, use_bias=False)
     layer.build((1, 4, 9, 1))
     graph = tf.function(lambda x: layer(x)).get_concrete_function(
@@ -201,29 +217,11 @@ def test_im2col_conv_equals_convolution(kernel_size, dtype):
     rng = np.random.default_rng(4)
     shape = (2, 6, 5, 4)
     options = {"filters": 3, "kernel_size": kernel_size, "activation": "relu", "dtype": dtype}
-    im2col, reference = _twins(Im2ColConv2D, keras.layers.Conv2D, shape, **options)
-    weights = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in im2col.get_weights()]
-    im2col.set_weights(weights)
-    reference.set_weights(weights)
-    tolerance = 1e-5 if dtype == "float32" else 2e-2
-
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 4), tf.float32)])
-    def run(images):  # sizes unknown when traced, as in a model built on (None, None, C)
-        outputs = []
-        for layer in (im2col, reference):
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                y = tf.cast(layer(images), tf.float32)
-                loss = tf.reduce_sum(y * y)
-            outputs.append((y, tape.gradient(loss, [images, layer.kernel, layer.bias])))
-        return outputs
-
-    (y_i, grads_i), (y_r, grads_r) = run(tf.constant(rng.normal(size=shape).astype(np.float32)))
-    assert y_i.shape == y_r.shape
-    np.testing.assert_allclose(y_i, y_r, atol=tolerance * float(np.abs(y_r).max()), rtol=tolerance)
-    for grad_i, grad_r in zip(grads_i, grads_r):
-        scale = float(np.abs(grad_r).max())
-        np.testing.assert_allclose(grad_i, grad_r, atol=tolerance * scale, rtol=tolerance)
+    im2col, reference = _conv_twins(Im2ColConv2D, shape, rng, **options)
+    x = tf.constant(rng.normal(size=shape).astype(np.float32))
+    # Sizes unknown when traced, as in a model built on (None, None, C).
+    _assert_same_convolution(im2col, reference, x, tf.TensorSpec((None, None, None, 4), tf.float32),
+                             dtype)
 
 
 def test_im2col_conv_other_settings_are_conv2d():
