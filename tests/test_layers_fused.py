@@ -163,7 +163,7 @@ def _use_native_dilation(native, monkeypatch):
     """Run AtrousConv2D with (where this TensorFlow has it) or without native dilation."""
     if native and not atrous_module.native_dilation_supported():
         pytest.skip("this TensorFlow has no native dilated Conv2D gradients (oneDNN off)")
-    monkeypatch.setitem(atrous_module._NATIVE_DILATION, "supported", native)
+    monkeypatch.setattr(atrous_module, "native_dilation_supported", lambda: native)
 
 
 @pytest.mark.parametrize("size, rate", [

@@ -27,12 +27,13 @@ unknown size the full convolution runs. The weights are the full kernel in
 both cases, so checkpoints do not depend on the input size.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
-_NATIVE_DILATION = {}
 
-
+@functools.cache
 def native_dilation_supported():
     """Whether ``Conv2D`` with ``dilations`` > 1 and its gradients run on the default device.
 
@@ -40,22 +41,20 @@ def native_dilation_supported():
     CPU default) and GPUs have the kernels; TensorFlow's own CPU kernels
     (``TF_ENABLE_ONEDNN_OPTS=0``, other CPUs) raise for the input gradient.
     """
-    if "supported" not in _NATIVE_DILATION:
-        # init_scope runs the probe eagerly even while a function is traced
-        # (it also pauses gradient tapes, so the gradient ops are called directly).
-        with tf.init_scope():
-            image, kernel = tf.ones((1, 5, 5, 1)), tf.ones((3, 3, 1, 1))
-            options = {"strides": [1, 1, 1, 1], "padding": "SAME", "dilations": [1, 2, 2, 1]}
-            try:
-                out = tf.raw_ops.Conv2D(input=image, filter=kernel, **options)
-                tf.raw_ops.Conv2DBackpropInput(
-                    input_sizes=tf.shape(image), filter=kernel, out_backprop=out, **options)
-                tf.raw_ops.Conv2DBackpropFilter(
-                    input=image, filter_sizes=tf.shape(kernel), out_backprop=out, **options)
-                _NATIVE_DILATION["supported"] = True
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-                _NATIVE_DILATION["supported"] = False
-    return _NATIVE_DILATION["supported"]
+    # init_scope runs the probe eagerly even while a function is traced
+    # (it also pauses gradient tapes, so the gradient ops are called directly).
+    with tf.init_scope():
+        image, kernel = tf.ones((1, 5, 5, 1)), tf.ones((3, 3, 1, 1))
+        options = {"strides": [1, 1, 1, 1], "padding": "SAME", "dilations": [1, 2, 2, 1]}
+        try:
+            out = tf.raw_ops.Conv2D(input=image, filter=kernel, **options)
+            tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(image), filter=kernel, out_backprop=out, **options)
+            tf.raw_ops.Conv2DBackpropFilter(
+                input=image, filter_sizes=tf.shape(kernel), out_backprop=out, **options)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+            return False
+    return True
 
 
 @keras.saving.register_keras_serializable(package="fcn_tf")

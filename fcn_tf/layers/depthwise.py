@@ -35,6 +35,10 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
         @tf.custom_gradient
         def depthwise(x, kernel):
             def gradient(upstream):
+                # The float32 forward pass is run again here only to let the tape
+                # take its gradients (any stride, padding and dilation Keras
+                # supports); a depthwise forward pass costs about a tenth of its
+                # gradients (3 against 36 ms of thread time per step in bfloat16).
                 x32, kernel32 = tf.cast(x, tf.float32), tf.cast(kernel, tf.float32)
                 with tf.GradientTape() as tape:
                     tape.watch([x32, kernel32])

@@ -114,6 +114,9 @@ def create_run_dir(run_dir):
     return run_dir
 
 
+_ABSENT = object()
+
+
 def _config_changes(saved, effective):
     """The dotted keys where ``effective`` differs from a run's saved config.
 
@@ -131,9 +134,6 @@ def _config_changes(saved, effective):
     return [key for key in differing
             if _lookup(saved, key) is not _ABSENT
             or _lookup(with_defaults, key) != _lookup(effective, key)]
-
-
-_ABSENT = object()
 
 
 def _lookup(document, dotted):
