@@ -5,6 +5,7 @@ import pytest
 
 import fcn_tf
 import keras
+from fcn_tf.layers import CenterPadLike
 
 from model_cases import CASE_IDS, CASES
 
@@ -120,6 +121,47 @@ def test_unet_full_size_filters():
     model = fcn_tf.build_model("unet", 2)
     filters = [model.get_layer(f"enc{level}_conv2").filters for level in range(5)]
     assert filters == [64, 128, 256, 512, 1024]
+
+
+def test_unet_milesial_variant_takes_any_size_and_equals_the_default_at_multiples(tmp_path):
+    """Same weights: equal where neither pads (32x48, depth 3), same size out at 37x45, saved and reloaded."""
+    keras.utils.set_random_seed(0)
+    model = fcn_tf.build_model("unet", 3, base_filters=4, depth=3, variant="milesial")
+    default = fcn_tf.build_model("unet", 3, base_filters=4, depth=3)
+    assert model.input_shape == (None, None, None, 3)
+    assert model.count_params() == default.count_params()
+    for layer in model.layers:
+        if layer.weights:
+            default.get_layer(layer.name).set_weights(layer.get_weights())
+    rng = np.random.default_rng(0)
+    even = rng.normal(size=(2, 32, 48, 3)).astype("float32")
+    np.testing.assert_allclose(
+        np.asarray(model(even, training=False)), np.asarray(default(even, training=False)),
+        rtol=0, atol=1e-5)
+    odd = rng.normal(size=(2, 37, 45, 3)).astype("float32")
+    logits = np.asarray(model(odd, training=False))
+    assert logits.shape == (2, 37, 45, 3)
+    assert np.abs(logits - np.asarray(default(odd, training=False))).max() > 1e-3
+
+    path = tmp_path / "unet.keras"
+    model.save(path)
+    np.testing.assert_array_equal(np.asarray(keras.models.load_model(path)(odd, training=False)), logits)
+
+
+def test_center_pad_like_puts_the_odd_row_after():
+    x = np.ones((1, 2, 3, 1), "float32")
+    padded = np.asarray(CenterPadLike()(x, np.zeros((1, 3, 6, 1), "float32")))[0, ..., 0]
+    np.testing.assert_array_equal(padded, [[0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"variant": "pytorch"}, r"variant must be one of 'default', 'milesial', received 'pytorch'"),
+    ({"variant": "milesial", "padding": "valid"}, r"variant='milesial' needs padding='same'"),
+    ({"variant": "milesial", "input_size": (15, 64)}, r"needs sides of at least 16.*input_size=\(15, 64\)"),
+])
+def test_unet_variant_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        fcn_tf.build_model("unet", 2, **options)
 
 
 @pytest.mark.parametrize("output_stride", [8, 16])

@@ -10,7 +10,7 @@ from fcn_tf.layers.crop import CenterCropLike, CropLike
 from fcn_tf.layers.depthwise import DepthwiseConv2D
 from fcn_tf.layers.im2col import Im2ColConv2D
 from fcn_tf.layers.initializers import BilinearUpsampling, bilinear_kernel
-from fcn_tf.layers.pad import PadToMultiple
+from fcn_tf.layers.pad import CenterPadLike, PadToMultiple
 from fcn_tf.layers.resize import BroadcastLike, ResizeLike, resize_images
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "BilinearUpsampling",
     "BroadcastLike",
     "CenterCropLike",
+    "CenterPadLike",
     "CropLike",
     "DepthwiseConv2D",
     "Im2ColConv2D",

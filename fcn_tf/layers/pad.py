@@ -1,4 +1,4 @@
-"""Padding an input so that its size is a multiple of the network's stride."""
+"""Zero-padding at run time: up to a multiple of a stride, or to another map's size."""
 
 import keras
 from keras import ops
@@ -33,3 +33,32 @@ class PadToMultiple(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="fcn_tf")
+class CenterPadLike(keras.layers.Layer):
+    """Zero-pad ``x`` to the height and width of ``reference``, centred.
+
+    The counterpart of :class:`fcn_tf.layers.CenterCropLike`: ``reference``
+    must be at least as large as ``x``; of the ``diff`` missing rows (and
+    columns) ``diff // 2`` go before and ``diff - diff // 2`` after. This is
+    how milesial/Pytorch-UNet's ``Up`` pads each upsampled map to its skip
+    (``F.pad``) before concatenating them.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.ones((1, 1, 2, 1), "float32")
+        >>> ref = np.zeros((1, 3, 5, 1), "float32")
+        >>> CenterPadLike()(x, ref)[0, :, :, 0].numpy().tolist()
+        [[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
+    """
+
+    def call(self, x, reference):
+        x_size = ops.shape(x)
+        size = ops.shape(reference)
+        dy = size[1] - x_size[1]
+        dx = size[2] - x_size[2]
+        return ops.pad(x, [[0, 0], [dy // 2, dy - dy // 2], [dx // 2, dx - dx // 2], [0, 0]])
+
+    def compute_output_shape(self, x_shape, reference_shape):
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
