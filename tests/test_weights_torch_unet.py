@@ -2,21 +2,31 @@
 
 The reference is a NumPy forward pass of that layout (``UNet(bilinear=False)``
 of ``unet/unet_model.py``, ``unet/unet_parts.py``), in NCHW like PyTorch:
-conv 3x3 padding 1, BatchNorm in eval mode (eps 1e-5), ReLU, 2x2 max pooling,
-ConvTranspose2d(k=2, s=2), ``cat([skip, up])``, 1x1 ``outc``.
+conv 3x3 padding 1, BatchNorm in eval mode (eps 1e-5), ReLU, 2x2 max pooling
+(an odd last row/column dropped), ConvTranspose2d(k=2, s=2), the upsampled map
+zero-padded to its skip's size (``diff // 2`` before, the rest after),
+``cat([skip, up])``, 1x1 ``outc``. A state dict and logits written by PyTorch
+itself are in ``../shared/parity`` (``README.md`` there).
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import fcn_tf
+from fcn_tf.export import export_saved_model
 from fcn_tf.weights import WeightsError, load_weights
+from fcn_tf.weights.torch_pickle import read_state_dict
 from torch_writer import save_state_dict
 
 EPS = 1e-5
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
+MILESIAL_STATE = PARITY / "unet_milesial_w8_state_dict.pth"
+MILESIAL_IO = PARITY / "unet_milesial_w8_97x131_io.npz"
 
 
 # ---- NumPy reference of the PyTorch layout (NCHW, PyTorch weight layouts) ----
@@ -51,8 +61,16 @@ def double_conv(x, state, prefix):
 
 
 def max_pool(x):
+    """``nn.MaxPool2d(2)``: floor mode, an odd last row/column is dropped."""
     n, c, h, w = x.shape
+    x = x[:, :, : h // 2 * 2, : w // 2 * 2]
     return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
+def pad_like(x, skip):
+    """``Up.forward``'s ``F.pad``: ``diff // 2`` before, ``diff - diff // 2`` after."""
+    dy, dx = skip.shape[2] - x.shape[2], skip.shape[3] - x.shape[3]
+    return np.pad(x, ((0, 0), (0, 0), (dy // 2, dy - dy // 2), (dx // 2, dx - dx // 2)))
 
 
 def conv_transpose_2x2(x, weight, bias):
@@ -72,7 +90,8 @@ def unet_reference(state, x, depth):
     x = skips.pop()
     for step in range(1, depth + 1):
         up = conv_transpose_2x2(x, state[f"up{step}.up.weight"], state[f"up{step}.up.bias"])
-        x = double_conv(np.concatenate([skips.pop(), up], axis=1), state, f"up{step}.conv.double_conv")
+        skip = skips.pop()
+        x = double_conv(np.concatenate([skip, pad_like(up, skip)], axis=1), state, f"up{step}.conv.double_conv")
     return conv2d(x, state["outc.conv.weight"], state["outc.conv.bias"])
 
 
@@ -116,6 +135,9 @@ CASES = [
     (2, False, False, None, 12, 20, 3),
     (3, True, False, "model", 16, 24, 3),
     (2, True, True, "state_dict", 8, 12, 1),
+    # Sides that are not multiples of 2**depth: milesial's padding of the upsampled maps.
+    (2, False, False, None, 13, 22, 3),
+    (3, True, False, None, 21, 17, 1),
 ]
 
 
@@ -136,6 +158,73 @@ def test_same_logits_as_the_numpy_reference(tmp_path, depth, conv_bias, legacy, 
     error = np.abs(logits - expected).max() / scale
     print(f"U-Net depth {depth} bias {conv_bias}: max abs error / max |logit| = {error:.2g}")
     assert error <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def milesial():
+    """The PyTorch-written U-Net (base width 8, depth 4) as loaded, with its input and logits."""
+    with np.load(MILESIAL_IO) as data:
+        image, expected = data["__input__"], data["__output__"]
+    return fcn_tf.from_pytorch(MILESIAL_STATE, "unet", num_classes=2), image, expected
+
+
+def test_same_logits_as_pytorch_at_97x131(milesial):
+    model, image, expected = milesial
+    assert image.shape[1:3] == (97, 131)  # not multiples of 2**4
+    logits = np.asarray(model(image, training=False))
+    assert logits.shape == expected.shape == (1, 97, 131, 2)
+    scale = np.abs(expected).max()
+    error = np.abs(logits - expected).max() / scale
+    print(f"milesial U-Net 97x131: max abs error / max |logit| = {error:.3g} (max |logit| {scale:.3g})")
+    assert error <= 1e-4
+    np.testing.assert_array_equal(logits.argmax(-1), expected.argmax(-1))
+
+
+def test_numpy_reference_equals_pytorch_at_97x131():
+    """The reference of the odd-size CASES, checked against PyTorch's own logits."""
+    state = {key: np.asarray(value) for key, value in read_state_dict(MILESIAL_STATE).items()}
+    with np.load(MILESIAL_IO) as data:
+        image, expected = data["__input__"], data["__output__"]
+    logits = unet_reference(state, image.transpose(0, 3, 1, 2).astype(np.float64), depth=4)
+    error = np.abs(logits.transpose(0, 2, 3, 1) - expected).max()
+    assert error <= 1e-5 * np.abs(expected).max()
+
+
+def test_default_variant_equals_milesial_only_at_multiples_of_the_stride(milesial):
+    """Same weights: equal at 96x128 (nothing is padded in either), other logits at 97x131."""
+    model, image, expected = milesial
+    default = fcn_tf.build_model("unet", 2, base_filters=8, depth=4)
+    load_weights(default, MILESIAL_STATE)
+    crop = image[:, :96, :128]
+    np.testing.assert_allclose(
+        np.asarray(default(crop, training=False)), np.asarray(model(crop, training=False)),
+        rtol=0, atol=1e-5 * np.abs(expected).max())
+    error = np.abs(np.asarray(default(image, training=False)) - expected).max()
+    assert error > 0.1 * np.abs(expected).max()
+
+
+def test_milesial_variant_is_built_and_a_conflicting_variant_refused(milesial):
+    model, _, _ = milesial
+    names = {layer.name for layer in model.layers}
+    assert {"dec0_pad", "dec3_pad"} <= names
+    assert not names & {"pad_to_multiple", "crop_to_input"}
+    with pytest.raises(WeightsError, match=r"need variant='milesial', received variant='default'\. Leave variant out"):
+        fcn_tf.from_pytorch(MILESIAL_STATE, "unet", num_classes=2, variant="default")
+
+
+def test_saved_model_at_free_sizes_equals_pytorch(milesial, tmp_path):
+    """Exported with a (None, None, None, 3) signature: PyTorch's logits at 97x131, any size after."""
+    model, image, expected = milesial
+    identity = fcn_tf.Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    export_saved_model(model, identity, str(tmp_path / "unet"))
+    loaded = tf.saved_model.load(str(tmp_path / "unet"))
+    logits = loaded.logits(tf.constant(image)).numpy()
+    assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
+    other = np.random.default_rng(5).normal(size=(2, 50, 77, 3)).astype("float32")
+    reference = np.asarray(model(other, training=False))
+    served = loaded.logits(tf.constant(other)).numpy()
+    assert served.shape == (2, 50, 77, 2)
+    assert np.abs(served - reference).max() <= 1e-5 * np.abs(reference).max()
 
 
 def test_transposed_kernel_is_not_flipped(tmp_path):

@@ -34,8 +34,8 @@ def from_pytorch(path, name, num_classes, backbone=None, **options):
     ``"net"`` ...) without PyTorch and without running code from the file.
     Supported: bubbliiiing/deeplabv3-plus-pytorch's DeepLabV3+ MobileNetV2
     (built with ``variant="bubbliiiing"``), milesial/Pytorch-UNet
-    (``bilinear=False``; ``base_filters``, ``depth`` and ``input_channels``
-    read from the file) and wkentaro/pytorch-fcn FCN-8s/16s/32s (its BGR
+    (``bilinear=False``; built with ``variant="milesial"``, ``base_filters``,
+    ``depth`` and ``input_channels`` read from the file) and wkentaro/pytorch-fcn FCN-8s/16s/32s (its BGR
     ``conv1_1`` converted so the model takes RGB). Every name and shape is
     checked before anything is written.
 

@@ -19,12 +19,14 @@ PyTorch                                      Keras
 ===========================================  =================================
 
 Convolutions with a bias before BatchNorm (U-Nets written with
-``bias=True``) load too: the bias is folded into the moving mean. Equal
-logits hold for inputs whose sides are multiples of ``2**depth``: for other
-sizes milesial pads each upsampled map to its skip (centred) while this
-U-Net pads the input at the bottom/right. ``bilinear=True`` U-Nets
-(``nn.Upsample`` and halved channels) have another architecture and are
-refused. Its images are scaled to [0, 1] (``img / 255``).
+``bias=True``) load too: the bias is folded into the moving mean. The
+weights fit either U-Net variant; equal logits at every input size need
+``variant="milesial"`` (which :func:`architecture` gives, so
+``fcn_tf.from_pytorch`` builds it): milesial pads each upsampled map to its
+skip (centred), while the default U-Net pads the input at the bottom/right
+and so agrees only when the sides are multiples of ``2**depth``.
+``bilinear=True`` U-Nets (``nn.Upsample`` and halved channels) have another
+architecture and are refused. Its images are scaled to [0, 1] (``img / 255``).
 """
 
 import re
@@ -35,7 +37,8 @@ SIGNATURE = "inc.double_conv.0.weight"
 HINT = (
     "The file must be a state dict of milesial/Pytorch-UNet's UNet(bilinear=False) "
     "(or the same layout), and the model fcn_tf.from_pytorch(path, 'unet', num_classes), "
-    "which reads base_filters, depth and input_channels from the file."
+    "which reads base_filters, depth and input_channels from the file and builds "
+    "variant='milesial'."
 )
 DOWN = re.compile(r"down(\d+)\.")
 
@@ -46,12 +49,17 @@ def depth_of(state):
 
 
 def architecture(state):
-    """``{"base_filters", "depth", "input_channels"}`` read from a state dict."""
+    """The U-Net options of the network that wrote ``state``.
+
+    ``base_filters``, ``depth`` and ``input_channels`` read from its shapes
+    and keys, and ``variant="milesial"`` (that code's padding geometry).
+    """
     weight = state[SIGNATURE]
     return {
         "base_filters": int(weight.shape[0]),
         "depth": depth_of(state),
         "input_channels": int(weight.shape[1]),
+        "variant": "milesial",
     }
 
 
