@@ -4,6 +4,21 @@ import keras
 from keras import ops
 
 
+def _pad_keeping_static_shape(x, paddings):
+    """``ops.pad`` with run-time paddings, keeping the batch and channel sizes known.
+
+    TensorFlow's shape inference knows nothing of a ``Pad`` output whose
+    paddings are computed at run time, not even its channels; the LiteRT
+    converter then finds convolutions over unknown channels and refuses
+    them ("tf.Conv2D op is neither a custom op nor a flex op"). Only height
+    and width change here, so the other two sizes are restored.
+    """
+    out = ops.pad(x, paddings)
+    if hasattr(out, "set_shape"):  # a TensorFlow tensor, eager or traced
+        out.set_shape([x.shape[0], None, None, x.shape[-1]])
+    return out
+
+
 @keras.saving.register_keras_serializable(package="fcn_tf")
 class PadToMultiple(keras.layers.Layer):
     """Zero-pad height and width at the bottom/right up to a multiple of ``multiple``.
@@ -21,9 +36,11 @@ class PadToMultiple(keras.layers.Layer):
 
     def call(self, x):
         size = ops.shape(x)
-        pad_h = (-size[1]) % self.multiple
-        pad_w = (-size[2]) % self.multiple
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # (m - n % m) % m, not (-n) % m: ONNX converters map a modulo of a
+        # negative number to C's remainder (-67 % 8 = -3), which crops instead.
+        pad_h = (self.multiple - size[1] % self.multiple) % self.multiple
+        pad_w = (self.multiple - size[2] % self.multiple) % self.multiple
+        return _pad_keeping_static_shape(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
 
     def compute_output_shape(self, input_shape):
         def padded(n):
@@ -58,7 +75,8 @@ class CenterPadLike(keras.layers.Layer):
         size = ops.shape(reference)
         dy = size[1] - x_size[1]
         dx = size[2] - x_size[2]
-        return ops.pad(x, [[0, 0], [dy // 2, dy - dy // 2], [dx // 2, dx - dx // 2], [0, 0]])
+        return _pad_keeping_static_shape(
+            x, [[0, 0], [dy // 2, dy - dy // 2], [dx // 2, dx - dx // 2], [0, 0]])
 
     def compute_output_shape(self, x_shape, reference_shape):
         return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
