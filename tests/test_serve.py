@@ -165,6 +165,93 @@ def test_status_metadata_health_and_metrics(server):
         assert server.request("GET", f"/static/{name}")[0] == 200
 
 
+def _tf_serving_metadata_classes():
+    """TensorFlow Serving's ``GetModelMetadataResponse`` and ``SignatureDefMap`` message classes.
+
+    Built from descriptors (``tensorflow-serving-api`` pins a TensorFlow
+    version of its own): ``ModelSpec`` (model.proto) and the two messages of
+    get_model_metadata.proto, over TensorFlow's own ``SignatureDef``.
+    """
+    from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf import wrappers_pb2  # noqa: F401 - registers Int64Value
+    from tensorflow.core.protobuf import meta_graph_pb2  # noqa: F401 - registers SignatureDef
+
+    assert any_pb2  # registers Any
+    pool = descriptor_pool.Default()
+    names = ("tensorflow.serving.GetModelMetadataResponse", "tensorflow.serving.SignatureDefMap")
+    try:
+        descriptors = [pool.FindMessageTypeByName(n) for n in names]
+    except KeyError:
+        field = descriptor_pb2.FieldDescriptorProto
+
+        def add(message, name, number, kind, type_name="", label=field.LABEL_OPTIONAL):
+            added = message.field.add(name=name, number=number, type=kind, label=label)
+            if type_name:
+                added.type_name = type_name
+            return added
+
+        def add_map(message, full_name, name, number, value_type):
+            entry = message.nested_type.add(name="".join(w.capitalize() for w in name.split("_"))
+                                            + "Entry")
+            entry.options.map_entry = True
+            add(entry, "key", 1, field.TYPE_STRING)
+            add(entry, "value", 2, field.TYPE_MESSAGE, value_type)
+            add(message, name, number, field.TYPE_MESSAGE, f".{full_name}.{entry.name}",
+                field.LABEL_REPEATED)
+
+        model = descriptor_pb2.FileDescriptorProto(
+            name="tensorflow_serving/apis/model.proto", package="tensorflow.serving",
+            syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+        spec = model.message_type.add(name="ModelSpec")
+        spec.oneof_decl.add(name="version_choice")
+        add(spec, "name", 1, field.TYPE_STRING)
+        add(spec, "version", 2, field.TYPE_MESSAGE, ".google.protobuf.Int64Value").oneof_index = 0
+        add(spec, "version_label", 4, field.TYPE_STRING).oneof_index = 0
+        add(spec, "signature_name", 3, field.TYPE_STRING)
+        metadata = descriptor_pb2.FileDescriptorProto(
+            name="tensorflow_serving/apis/get_model_metadata.proto", package="tensorflow.serving",
+            syntax="proto3", dependency=["google/protobuf/any.proto",
+                                         "tensorflow/core/protobuf/meta_graph.proto",
+                                         "tensorflow_serving/apis/model.proto"])
+        signature_map = metadata.message_type.add(name="SignatureDefMap")
+        add_map(signature_map, names[1], "signature_def", 1, ".tensorflow.SignatureDef")
+        response = metadata.message_type.add(name="GetModelMetadataResponse")
+        add(response, "model_spec", 1, field.TYPE_MESSAGE, ".tensorflow.serving.ModelSpec")
+        add_map(response, names[0], "metadata", 2, ".google.protobuf.Any")
+        pool.Add(model)
+        pool.Add(metadata)
+        descriptors = [pool.FindMessageTypeByName(n) for n in names]
+    return [message_factory.GetMessageClass(d) for d in descriptors]
+
+
+def test_metadata_parses_strictly_as_tensorflow_servings_message(server):
+    from google.protobuf import json_format
+    from tensorflow.core.framework import types_pb2
+
+    response_class, signature_map_class = _tf_serving_metadata_classes()
+    status, text, _ = server.request("GET", "/v1/models/tiny/metadata")
+    assert status == 200
+    assert server.request("GET", "/v1/models/tiny/versions/1/metadata")[1] == text
+    response = json_format.Parse(json.dumps(text), response_class())  # strict: no unknown field
+    assert response.model_spec.name == "tiny" and response.model_spec.version.value == 1
+    signature_map = signature_map_class()
+    assert response.metadata["signature_def"].Unpack(signature_map)
+    defs = signature_map.signature_def
+    assert set(defs) == {"serving_default", "serving_bytes", "serving_png", "serving_bytes_png"}
+    default = defs["serving_default"]
+    assert default.inputs["images"].dtype == types_pb2.DT_UINT8
+    assert default.outputs["probabilities"].dtype == types_pb2.DT_FLOAT
+    assert default.outputs["class_ids"].dtype == types_pb2.DT_INT32
+    assert defs["serving_bytes"].inputs["image_bytes"].dtype == types_pb2.DT_STRING
+    assert defs["serving_png"].outputs["class_pixel_counts"].dtype == types_pb2.DT_INT64
+    assert [d.size for d in default.inputs["images"].tensor_shape.dim] == [-1, -1, -1, 3]
+    assert default.method_name == "tensorflow/serving/predict"
+    # What TensorFlow Serving sends under "signature_def" (no "@type") parses as the map.
+    bare = dict(text["metadata"]["signature_def"])
+    assert bare.pop("@type") == "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+    assert json_format.Parse(json.dumps(bare), signature_map_class()) == signature_map
+
+
 def test_concurrent_requests_of_one_size_are_batched(server):
     import concurrent.futures
 

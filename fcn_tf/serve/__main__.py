@@ -76,9 +76,18 @@ def build_parser():
     parser.add_argument("--request-timeout-s", type=float, default=defaults.request_timeout_s,
                         help="deadline of a request once its body has arrived (504 after)")
     parser.add_argument("--body-timeout-s", type=float, default=defaults.body_timeout_s,
-                        help="time a client has to send its body (408 after)")
+                        help="time a client has to send its body once its headers are in (408 "
+                             "after), and to start taking its answer (then it is cut off)")
+    parser.add_argument("--header-timeout-s", type=float, default=defaults.header_timeout_s,
+                        help="time a client has to send a request's headers once their first "
+                             "byte is in (408 after; stops slowloris clients)")
+    parser.add_argument("--idle-timeout-s", type=float, default=defaults.idle_timeout_s,
+                        help="a connection with no request under way (new, or between "
+                             "requests) is closed after this long")
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue,
                         help="most requests waiting for the model (503 beyond)")
+    parser.add_argument("--max-images", type=int, default=defaults.max_images,
+                        help="most images in one request (413 beyond)")
     parser.add_argument("--graceful-timeout-s", type=float, default=30.0,
                         help="on SIGTERM, how long requests in flight may take before they are "
                              "cancelled")
@@ -89,7 +98,8 @@ def build_parser():
 _FLAGS = {"max_batch": "--max-batch", "batch_timeout_ms": "--batch-timeout-ms",
           "max_request_mb": "--max-request-mb", "max_pixels": "--max-pixels",
           "request_timeout_s": "--request-timeout-s", "body_timeout_s": "--body-timeout-s",
-          "max_queue": "--max-queue"}
+          "header_timeout_s": "--header-timeout-s", "idle_timeout_s": "--idle-timeout-s",
+          "max_queue": "--max-queue", "max_images": "--max-images"}
 
 
 def _as_flags(message):
@@ -100,7 +110,7 @@ def _as_flags(message):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from fcn_tf.serve.app import ServeConfig, create_app
+    from fcn_tf.serve.app import ServeConfig, connection_protocol, create_app
     from fcn_tf.serve.model import load_served_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -115,8 +125,12 @@ def main(argv=None):
     import uvicorn
 
     app = create_app(served, config)
+    # h11 with the connection guards (timeouts, JSON errors, half-closes); no
+    # WebSockets, so an Upgrade header is answered as a plain HTTP request.
     uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                                access_log=args.access_log, lifespan="on",
+                               http=connection_protocol(config), ws="none",
+                               timeout_keep_alive=config.idle_timeout_s,
                                timeout_graceful_shutdown=args.graceful_timeout_s)
     server = _server_class()(uv_config)
     print(f"Serving {served.name} version {served.version} from {served.path}\n"

@@ -12,7 +12,10 @@ Routes:
   page needs (class names, colours, limits).
 
 Every error is ``{"error": "..."}`` with a 4xx status (5xx only for the
-server's own state: 503 not ready or overloaded, 504 deadline exceeded).
+server's own state: 503 not ready or overloaded, 504 deadline exceeded), the
+HTTP-level ones included (:mod:`fcn_tf.serve.connection`). As in TensorFlow
+Serving, ``/v1/models``, ``/versions/``, ``/labels/``, ``/metadata`` and the
+verb match in any case; the model name is case-sensitive.
 
 Example:
     >>> from fcn_tf.serve.app import ServeConfig, create_app   # doctest: +SKIP
@@ -26,6 +29,7 @@ import logging
 import os
 import re
 import time
+import urllib.parse
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -36,13 +40,24 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fcn_tf.serve.batching import Batcher, QueueFull
+from fcn_tf.serve.connection import MAX_HEAD_BYTES, guarded_protocol, head_too_large
 from fcn_tf.serve.metrics import Metrics
-from fcn_tf.serve.protocol import ApiError, format_predict, parse_predict
+from fcn_tf.serve.protocol import (
+    ApiError,
+    content_encoding,
+    decompress,
+    error_body,
+    format_predict,
+    metadata_body,
+    parse_predict,
+)
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 CLIENT_CLOSED = 499  # nginx's code for a client that went away before the answer
 _TARGET = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
-                     r"(?:/labels/(?P<label>[^/:]+))?(?P<tail>/metadata|:[A-Za-z]+)?")
+                     r"(?:/labels/(?P<label>[^/:]+))?(?P<tail>/metadata|:[A-Za-z]+)?",
+                     re.IGNORECASE)
+_MODELS_PREFIX = re.compile(r"/v1/models(?=/|$)", re.IGNORECASE)
 _log = logging.getLogger("fcn_tf.serve")
 
 
@@ -61,8 +76,14 @@ class ServeConfig:
             refused with 413, encoded images before decoding.
         request_timeout_s: the deadline for answering a request once its body
             has arrived (504 after it).
-        body_timeout_s: the time a client has to send its whole body (408 after).
+        body_timeout_s: the time a client has to send its whole body once its
+            headers are in (408 after), and to start taking its answer.
+        header_timeout_s: the time a client has to send a request's headers
+            once their first byte has arrived (408 after; slowloris).
+        idle_timeout_s: how long a connection with no request under way (a new
+            one, or one between requests) stays open.
         max_queue: the most requests waiting for the model (503 beyond).
+        max_images: the most images one request may hold (413 beyond).
     """
 
     max_batch: int = 8
@@ -71,11 +92,15 @@ class ServeConfig:
     max_pixels: int = 4 * 1024 * 1024
     request_timeout_s: float = 30.0
     body_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 5.0
     max_queue: int = 256
+    max_images: int = 512
 
     def __post_init__(self):
         for name in ("max_batch", "max_request_mb", "max_pixels", "request_timeout_s",
-                     "body_timeout_s", "max_queue"):
+                     "body_timeout_s", "header_timeout_s", "idle_timeout_s", "max_queue",
+                     "max_images"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: expected a positive number, received "
                                  f"{getattr(self, name)!r}.")
@@ -88,11 +113,18 @@ class ServeConfig:
         return int(self.max_request_mb * 1024 * 1024)
 
 
+def connection_protocol(config):
+    """The uvicorn protocol class (``uvicorn.Config(http=...)``) with ``config``'s timeouts."""
+    return guarded_protocol(config.idle_timeout_s, config.header_timeout_s,
+                            config.body_timeout_s)
+
+
 def _route_label(path):
-    if path.startswith("/v1/models/"):
-        if path.endswith(":predict"):
+    lower = path.lower()
+    if _MODELS_PREFIX.match(path):
+        if lower.endswith(":predict"):
             return "predict"
-        return "metadata" if path.endswith("/metadata") else "status"
+        return "metadata" if lower.endswith("/metadata") else "status"
     if path in ("/healthz", "/readyz", "/metrics", "/info"):
         return path[1:]
     return "page" if path == "/" or path.startswith("/static/") else "other"
@@ -123,9 +155,59 @@ class _MetricsMiddleware:
                                          time.perf_counter() - start)
 
 
+def _request_target(scope):
+    """``scope``'s path with ``/v1/models`` in lower case and an absolute-form target cut."""
+    path = scope["path"]
+    if not path.startswith("/"):  # absolute form: POST http://host/v1/... HTTP/1.1
+        parts = urllib.parse.urlsplit(path)
+        if parts.scheme in ("http", "https"):
+            path = parts.path or "/"
+    match = _MODELS_PREFIX.match(path)
+    if match:
+        path = "/v1/models" + path[match.end():]
+    return path
+
+
+def _head_bytes(scope):
+    target = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
+    return len(target) + len(scope.get("query_string", b"")) + sum(
+        len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+class _HeadMiddleware:
+    """Checks a request head, then normalises its target (:func:`_request_target`).
+
+    431 for a head over MAX_HEAD_BYTES (h11 only measures one that arrives in
+    pieces; one sent in a single packet is measured here), 400 for an HTTP
+    version other than 1.0 and 1.1 (h11 parses ``PRI * HTTP/2.0``).
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            size = _head_bytes(scope)
+            if size > MAX_HEAD_BYTES:
+                response = _error(431, head_too_large(size), close=True)
+                return await response(scope, receive, send)
+            if scope.get("http_version", "1.1") not in ("1.0", "1.1"):
+                response = _error(400, f"not a valid HTTP/1.1 request: HTTP/"
+                                       f"{scope['http_version']} is not supported. This server "
+                                       "speaks HTTP/1.1 (gRPC and HTTP/2 are not served).",
+                                  close=True)
+                return await response(scope, receive, send)
+            path = _request_target(scope)
+            if path != scope["path"]:
+                scope = dict(scope, path=path)
+        return await self.app(scope, receive, send)
+
+
 def _error(status, message, close=False):
+    """``{"error": message}`` (ASCII JSON, so any text the client sent can be quoted)."""
     headers = {"Connection": "close"} if close else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return Response(error_body(message), status_code=status, headers=headers,
+                    media_type="application/json")
 
 
 async def read_body(request, max_bytes, timeout_s):
@@ -136,7 +218,7 @@ async def read_body(request, max_bytes, timeout_s):
     """
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise ApiError(400, f"Content-Length: expected a number of bytes, received {length!r}.")
         if int(length) > max_bytes:
             raise ApiError(413, f"request body too large: Content-Length {int(length):,} bytes, "
@@ -206,29 +288,6 @@ def _status_body(state):
         "status": {"error_code": code, "error_message": message}}]}
 
 
-def _tensor_info(name, dtype, shape):
-    return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in shape],
-                                             "unknown_rank": False},
-            "name": name}
-
-
-def _metadata_body(served):
-    signature_def = {}
-    for name, sig in served.signatures.items():
-        signature_def[name] = {
-            "inputs": {k: _tensor_info(f"{name}_{k}:0", d, s) for k, (d, s) in sig.inputs.items()},
-            "outputs": {k: _tensor_info(f"StatefulPartitionedCall:{k}", d, s)
-                        for k, (d, s) in sig.outputs.items()},
-            "method_name": "tensorflow/serving/predict",
-        }
-        if sig.png:
-            signature_def[name]["fcn_tf_note"] = ("added by python -m fcn_tf.serve; not in "
-                                                  "the SavedModel")
-    return {"model_spec": {"name": served.name, "signature_name": "",
-                           "version": str(served.version)},
-            "metadata": {"signature_def": {"signature_def": signature_def}}}
-
-
 def _resolve_target(state, target):
     """``(tail)`` of ``/v1/models/TARGET`` after checking the model name and version."""
     served = state.served
@@ -243,17 +302,36 @@ def _resolve_target(state, target):
         raise ApiError(404, f"version label {match['label']!r} not found; this server has no "
                             f"labels, address the version number: /versions/{served.version}.")
     version = match["version"]
-    if version is not None and (not version.isdigit() or int(version) != served.version):
+    if version is not None and not (version.isascii() and version.isdigit()
+                                    and int(version) == served.version):
         raise ApiError(404, f"version {version!r} of model {served.name!r} not found; the "
                             f"served version is {served.version} (the highest in the base "
                             "folder).")
     return match["tail"]
 
 
-async def _answer(state, body):
+def _parse(state, body, encoding, content_type):
+    """The :class:`PredictRequest` of a body: decompressed, parsed, checked against the limits.
+
+    Anything the parser did not foresee is still the input's doing: a 400
+    (logged with its traceback, so the parser can learn it).
+    """
+    config = state.config
+    try:
+        body = decompress(body, encoding, config.max_request_bytes)
+        return parse_predict(body, state.served.signatures, config.max_pixels,
+                             max_images=config.max_images, content_type=content_type)
+    except ApiError:
+        raise
+    except Exception as error:  # noqa: BLE001 - an input the parser did not foresee
+        _log.warning("unforeseen predict input", exc_info=True)
+        raise ApiError(400, f"could not read the request: {type(error).__name__}: {error}. "
+                            "Check it against docs/SERVING.md (Predict).") from None
+
+
+async def _answer(state, body, encoding, content_type):
     """Parse, run (batched) and format one predict request."""
-    parsed = await run_in_threadpool(parse_predict, body, state.served.signatures,
-                                     state.config.max_pixels)
+    parsed = await run_in_threadpool(_parse, state, body, encoding, content_type)
     try:
         outputs = await state.batcher.submit(parsed.images)
     except QueueFull as error:
@@ -270,9 +348,12 @@ async def _predict(state, request, start):
     if not state.ready:
         reason = state.warmup_error or "the model is still warming up"
         raise ApiError(503, f"model not ready: {reason}; retry when GET /readyz answers 200.")
+    encoding = content_encoding(request.headers.get("content-encoding"))  # 415 before reading
     body = await read_body(request, config.max_request_bytes, config.body_timeout_s)
     try:
-        answer = await asyncio.wait_for(_answer(state, body), config.request_timeout_s)
+        answer = await asyncio.wait_for(
+            _answer(state, body, encoding, request.headers.get("content-type")),
+            config.request_timeout_s)
     except asyncio.TimeoutError:
         raise ApiError(504, f"deadline exceeded: no answer within the server's "
                             f"--request-timeout-s {config.request_timeout_s:g} s.") from None
@@ -282,12 +363,16 @@ async def _predict(state, request, start):
 
 
 def _model_error(error):
-    """400 for an input the model itself rejects (TensorFlow's InvalidArgumentError)."""
+    """400 for an input the model itself rejects (TensorFlow's InvalidArgumentError), 413
+    for one it has no memory for (ResourceExhaustedError)."""
     import tensorflow as tf
 
     if isinstance(error, tf.errors.InvalidArgumentError):
         return ApiError(400, f"the model could not run on this input: "
                              f"{error.message.strip().splitlines()[0]}")
+    if isinstance(error, tf.errors.ResourceExhaustedError):
+        return ApiError(413, "the model ran out of memory on this input; send smaller or "
+                             "fewer images per request (the server's --max-pixels).")
     return None
 
 
@@ -304,11 +389,13 @@ def create_app(served, config=None):
         start = time.perf_counter()
         try:
             tail = _resolve_target(state, request.path_params["target"])
+            tail = tail.lower() if tail else tail
             if tail in (None, "/metadata"):
                 if request.method != "GET":
                     raise ApiError(405, f"{request.method} not allowed here; use GET, or POST "
                                         f"to /v1/models/{served.name}:predict.")
-                body = _status_body(state) if tail is None else _metadata_body(served)
+                body = (_status_body(state) if tail is None
+                        else metadata_body(served.name, served.version, served.signatures))
                 return JSONResponse(body)
             if tail != ":predict":
                 raise ApiError(400, f"{tail[1:]!r} is not supported: this model has predict "
@@ -330,7 +417,12 @@ def create_app(served, config=None):
             if api_error is not None:
                 return _error(api_error.status, api_error.message)
             _log.exception("predict failed")
-            return _error(500, f"internal error: {type(error).__name__}: {error}")
+            return await internal_error(request, error)
+
+    async def models_root(request):
+        return _error(400, f"missing model name in the path: expected /v1/models/{served.name}"
+                           f" (status), /v1/models/{served.name}/metadata or POST "
+                           f"/v1/models/{served.name}:predict.")
 
     async def healthz(request):
         return JSONResponse({"status": "alive"})
@@ -368,6 +460,9 @@ def create_app(served, config=None):
             message = str(error.detail)
         return _error(error.status_code, message)
 
+    async def internal_error(request, error):
+        return _error(500, f"internal error: {type(error).__name__}: {error}")
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         state.batcher.start()
@@ -382,13 +477,14 @@ def create_app(served, config=None):
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/info", info),
+        Route("/v1/models", models_root, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/v1/models/{target:path}", models, methods=["GET", "POST", "PUT", "DELETE"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error})
+                    exception_handlers={HTTPException: http_error, Exception: internal_error})
     app.state.serve = state
-    return _MetricsMiddleware(app, state.metrics)
+    return _MetricsMiddleware(_HeadMiddleware(app), state.metrics)
 
 
-__all__ = ["ServeConfig", "create_app", "read_body"]
+__all__ = ["ServeConfig", "connection_protocol", "create_app", "read_body"]

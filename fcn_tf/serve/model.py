@@ -44,7 +44,7 @@ class Signature:
     """One servable signature: its input tensor and output tensors.
 
     ``inputs`` and ``outputs`` map a tensor name to ``(dtype, shape)`` in
-    TensorFlow Serving's terms (``"DT_UINT8"``, ``[-1, -1, -1, 3]``).
+    TensorFlow Serving's terms (``"DT_UINT8"``, ``"DT_FLOAT"``, ``[-1, -1, -1, 3]``).
     ``encoded`` is true for the string input of encoded images; ``png`` for
     the server's PNG signatures.
     """
@@ -114,7 +114,10 @@ def model_name(name):
 
 
 def _tf_dtype_name(dtype):
-    return "DT_" + dtype.name.upper()
+    """TensorFlow's ``DataType`` enum name of a ``tf.DType``: ``DT_FLOAT``, ``DT_UINT8``..."""
+    from tensorflow.core.framework import types_pb2
+
+    return types_pb2.DataType.Name(dtype.as_datatype_enum)
 
 
 def encode_class_png(class_ids, colors):

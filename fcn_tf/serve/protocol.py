@@ -10,7 +10,8 @@ Encoded images are ``{"b64": "..."}``. The answer mirrors it:
 
 Everything a client can get wrong raises :class:`ApiError` with the HTTP
 status and a message saying what was expected, what was received and what to
-send instead.
+send instead. :func:`metadata_body` is the JSON of TensorFlow Serving's
+``GetModelMetadataResponse``.
 
 Example:
     >>> parse_json(b'{"instances": []}')
@@ -22,6 +23,7 @@ import binascii
 import dataclasses
 import json
 import re
+import zlib
 
 import numpy as np
 
@@ -29,6 +31,9 @@ from fcn_tf.serve.image_header import ImageHeaderError, image_size
 
 REQUEST_KEYS = ("signature_name", "instances", "inputs")
 DEFAULT_SIGNATURE = "serving_default"
+CONTENT_ENCODINGS = ("identity", "gzip", "x-gzip")  # TensorFlow Serving also takes gzip
+SIGNATURE_DEF_MAP_TYPE = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+_EXAMPLE = "Send a JSON object such as {\"instances\": [...]}."
 
 
 class ApiError(Exception):
@@ -49,21 +54,73 @@ class PredictRequest:
     columnar: bool
 
 
-def parse_json(body):
-    """The JSON object of a request body; 400 for anything else."""
+def _content_type_hint(content_type):
+    """A sentence for a body that is not JSON, when its Content-Type says it is something else."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if not media or "json" in media or media.startswith("text/"):
+        return ""
+    return (f" The request's Content-Type {media} is not JSON: POST the JSON object itself "
+            "(Content-Type: application/json), not a form or a file upload.")
+
+
+def parse_json(body, content_type=None):
+    """The JSON object of a request body; 400 for anything else.
+
+    Args:
+        body: the request body (bytes or str).
+        content_type: the request's Content-Type, named in the error when the
+            body is not JSON and the type says it is something else.
+    """
+    hint = _content_type_hint(content_type)
+    if not body.strip():
+        raise ApiError(400, f"malformed JSON: the body is empty.{hint} {_EXAMPLE}")
     try:
         value = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except UnicodeDecodeError as error:
-        raise ApiError(400, f"malformed JSON: the body is not UTF-8 text ({error}). Send a "
-                            "JSON object such as {\"instances\": [...]}.") from None
+        raise ApiError(400, f"malformed JSON: the body is not UTF-8 text ({error}).{hint} "
+                            f"{_EXAMPLE}") from None
     except json.JSONDecodeError as error:
         raise ApiError(400, f"malformed JSON: {error.msg} at line {error.lineno} column "
-                            f"{error.colno} (byte {error.pos} of {len(body)}). Send a JSON "
-                            "object such as {\"instances\": [...]}.") from None
+                            f"{error.colno} (byte {error.pos} of {len(body)}).{hint} "
+                            f"{_EXAMPLE}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply (lists or objects inside one "
+                            "another hundreds of times; an image is 3 lists deep). "
+                            f"{_EXAMPLE}") from None
     if not isinstance(value, dict):
         raise ApiError(400, f"expected a JSON object with \"instances\" or \"inputs\", "
                             f"received a JSON {type(value).__name__}.")
     return value
+
+
+def content_encoding(value):
+    """A request's ``Content-Encoding`` (None: ``identity``), or 415 if not identity or gzip."""
+    encoding = (value or "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        raise ApiError(415, f"Content-Encoding {encoding!r} not supported: send the body "
+                            "uncompressed or gzip-compressed (Content-Encoding: gzip).")
+    return encoding
+
+
+def decompress(body, encoding, max_bytes):
+    """``body`` uncompressed if ``encoding`` is gzip, at most ``max_bytes`` of it (413 beyond)."""
+    if encoding not in ("gzip", "x-gzip"):
+        return body
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as error:
+        raise ApiError(400, f"Content-Encoding gzip, but the body is not valid gzip ({error}). "
+                            "Compress it with gzip.compress(body), or send it uncompressed "
+                            "without that header.") from None
+    if len(data) > max_bytes:
+        raise ApiError(413, f"request body too large: more than {max_bytes:,} bytes once "
+                            "uncompressed (the server's --max-request-mb). Send encoded images "
+                            "or fewer images per request.")
+    if not inflater.eof:
+        raise ApiError(400, "Content-Encoding gzip, but the gzip body is cut short. Send the "
+                            "whole compressed body.")
+    return data
 
 
 def _pixels(value, where):
@@ -167,6 +224,10 @@ def decode_images(blobs, max_pixels):
             sizes.append(image_size(data))
         except ImageHeaderError as error:
             raise ApiError(400, f"image {i}: {error}.") from None
+    for i, (height, width) in enumerate(sizes):
+        if not (height and width):
+            raise ApiError(400, f"image {i}: its header says {height}x{width} pixels; expected "
+                                "an image of at least 1 x 1 pixels.")
     _check_pixels(sizes, max_pixels)
     _check_one_size(sizes, "image {}")
     images = []
@@ -209,15 +270,32 @@ def _check_one_size(sizes, label):
                             "images of different sizes in separate requests.")
 
 
-def parse_predict(body, signatures, max_pixels):
+def _signature_name(request, signatures):
+    """The signature a request names; ``""`` or none is ``serving_default``, as in TF Serving."""
+    name = request.get("signature_name", DEFAULT_SIGNATURE)
+    if not isinstance(name, str):
+        raise ApiError(400, f"signature_name: expected a string such as \"{DEFAULT_SIGNATURE}\","
+                            f" received {_short(name)}.")
+    name = name or DEFAULT_SIGNATURE
+    if name not in signatures:
+        raise ApiError(400, f"unknown signature_name {name!r}; this model serves "
+                            f"{', '.join(sorted(signatures))}.")
+    return signatures[name]
+
+
+def parse_predict(body, signatures, max_pixels, max_images=None, content_type=None):
     """A :class:`PredictRequest` from a ``:predict`` body.
 
     Args:
         body: the request body (bytes).
         signatures: ``{name: Signature}`` of the served model.
         max_pixels: the most pixels one request may hold (413 beyond).
+        max_images: the most images one request may hold (413 beyond); None:
+            no limit.
+        content_type: the request's Content-Type (named when the body is not
+            JSON).
     """
-    request = parse_json(body)
+    request = parse_json(body, content_type)
     unknown = sorted(set(request) - set(REQUEST_KEYS))
     if unknown:
         raise ApiError(400, f"unknown request key(s) {unknown}; expected "
@@ -226,14 +304,13 @@ def parse_predict(body, signatures, max_pixels):
         raise ApiError(400, "expected exactly one of \"instances\" (row format) or \"inputs\" "
                             f"(columnar format), received "
                             f"{'both' if 'inputs' in request else 'neither'}.")
-    name = request.get("signature_name", DEFAULT_SIGNATURE)
-    if name not in signatures:
-        raise ApiError(400, f"unknown signature_name {name!r}; this model serves "
-                            f"{', '.join(sorted(signatures))}.")
-    signature = signatures[name]
+    signature = _signature_name(request, signatures)
     values, columnar = _batch_values(request, signature)
     if not values:
         raise ApiError(400, "empty batch: expected at least one image, received none.")
+    if max_images is not None and len(values) > max_images:
+        raise ApiError(413, f"request too large: {len(values):,} images, the server's "
+                            f"--max-images is {max_images:,}. Send fewer images per request.")
     if signature.encoded:
         blobs = [_b64(v, f"image {i}") for i, v in enumerate(values)]
         return PredictRequest(signature, decode_images(blobs, max_pixels), columnar)
@@ -269,5 +346,38 @@ def format_predict(outputs, columnar):
 
 
 def error_body(message):
-    """``{"error": message}`` as JSON bytes."""
+    """``{"error": message}`` as JSON bytes (ASCII: any text a client sent can be quoted)."""
     return json.dumps({"error": message}).encode()
+
+
+def _tensor_info(name, dtype, shape):
+    return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in shape],
+                                             "unknown_rank": False},
+            "name": name}
+
+
+def metadata_body(name, version, signatures):
+    """TensorFlow Serving's ``GetModelMetadataResponse`` as JSON (``GET .../metadata``).
+
+    Field for field what TensorFlow Serving sends, plus the ``"@type"`` of the
+    ``google.protobuf.Any`` that holds the ``SignatureDefMap``: with it the
+    answer is the protobuf JSON of the message, which
+    ``google.protobuf.json_format.Parse`` reads strictly (TensorFlow Serving
+    leaves it out).
+
+    Args:
+        name: the model name.
+        version: the served version number.
+        signatures: ``{name: Signature}`` (dtypes as ``DT_FLOAT``, ``DT_UINT8``...).
+    """
+    signature_def = {
+        sig_name: {
+            "inputs": {k: _tensor_info(f"{sig_name}_{k}:0", d, s)
+                       for k, (d, s) in sig.inputs.items()},
+            "outputs": {k: _tensor_info(f"StatefulPartitionedCall:{k}", d, s)
+                        for k, (d, s) in sig.outputs.items()},
+            "method_name": "tensorflow/serving/predict",
+        } for sig_name, sig in signatures.items()}
+    return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
+            "metadata": {"signature_def": {"@type": SIGNATURE_DEF_MAP_TYPE,
+                                           "signature_def": signature_def}}}
