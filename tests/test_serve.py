@@ -10,8 +10,10 @@ the metrics; one test sends SIGTERM with a request in flight.
 
 import asyncio
 import base64
+import http.server
 import io
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -470,6 +472,53 @@ def test_load_tool_reports_latency_errors_and_memory(server, base_dir):
     assert result["baseline_batch"] == 8 and result["batched_throughput_ratio"] > 0
     with pytest.raises(ValueError, match="expected a server on this machine"):
         run_load("http://10.0.0.1:8501", seconds=1)
+
+
+class _FakeServeHandler(http.server.BaseHTTPRequestHandler):
+    """Answers what the load tool asks of ``python -m fcn_tf.serve``, one request per connection."""
+
+    def _send(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self._send({"/readyz": b'{"status": "ready"}',
+                    "/info": json.dumps({"model": "fake", "limits": {"max_batch": 8}}).encode(),
+                    "/metrics": b"fcn_tf_batch_size_count 1\nfcn_tf_batch_size_sum 1\n"
+                                b"process_resident_memory_bytes 1048576\n"}[self.path])
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(b'{"predictions": [{}]}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_load_tool_prints_its_figures_when_the_server_exits_during_the_run(capsys):
+    from fcn_tf.serve.load import main
+
+    fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeServeHandler)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+
+    def exit_server():
+        fake.shutdown()
+        fake.server_close()
+
+    timer = threading.Timer(1.5, exit_server)
+    timer.start()
+    try:
+        code = main(["--url", f"http://127.0.0.1:{fake.server_address[1]}", "--clients", "2",
+                     "--seconds", "2.5", "--warmup-seconds", "0.2"])
+    finally:
+        timer.join()
+    out = capsys.readouterr().out
+    assert code == 1, out
+    ok = int(re.search(r"requests: (\d+) ok, (\d+) errors", out)[1])
+    assert ok > 0 and "ConnectionRefusedError" in out, out
+    assert "latency: p50" in out and "did not answer /metrics after the run" in out, out
 
 
 # --- SIGTERM --------------------------------------------------------------------

@@ -9,7 +9,9 @@ and after the run (from ``/metrics``). With ``--baseline MODEL`` it first
 calls the same SavedModel in this process on the same image while the server
 is idle, one image per call and the server's ``--max-batch`` images per call:
 the server's throughput over those is its overhead as a ratio. Only loopback
-addresses are accepted.
+addresses are accepted. If the server stops answering during the run (it
+exited, say), the figures measured until then are still printed, with the
+errors counted by kind.
 
 Example:
     python -m fcn_tf.serve runs/default &
@@ -18,6 +20,7 @@ Example:
 
 import argparse
 import base64
+import collections
 import http.client
 import json
 import os
@@ -53,8 +56,16 @@ def _get(url, path):
 
 
 def server_metrics(url):
-    """``{name: value}`` of the unlabelled series of the server's ``/metrics``."""
-    _, text = _get(url, "/metrics")
+    """``{name: value}`` of the unlabelled series of the server's ``/metrics``.
+
+    ``{}`` when the server does not answer (it may have exited).
+    """
+    try:
+        status, text = _get(url, "/metrics")
+    except (OSError, http.client.HTTPException):
+        return {}
+    if status != 200:
+        return {}
     values = {}
     for line in text.decode().splitlines():
         match = re.fullmatch(r"([a-z_]+) ([0-9.e+-]+)", line)
@@ -96,8 +107,14 @@ def percentile(values, q):
 
 
 def run_clients(url, path, body, clients, seconds, max_requests):
-    """``(latencies_s, errors, first_error, elapsed_s)`` of ``clients`` threads posting ``body``."""
+    """``(latencies_s, errors, first_error, elapsed_s, errors_by_kind)`` of ``clients`` threads.
+
+    Each posts ``body`` again and again; an error is an answer other than a
+    200 with predictions, or a connection that failed. A client whose
+    connection is refused waits 50 ms before it tries again.
+    """
     latencies, errors, first_error = [], [0], [None]
+    kinds = collections.Counter()
     lock = threading.Lock()
     budget = [max_requests]
     ends = time.monotonic() + seconds
@@ -111,23 +128,30 @@ def run_clients(url, path, body, clients, seconds, max_requests):
                         return
                     budget[0] -= 1
                 start = time.perf_counter()
+                kind = None
                 try:
                     conn.request("POST", path, body, {"Content-Type": "application/json"})
                     response = conn.getresponse()
                     answer = response.read()
                     ok = response.status == 200 and answer.startswith(b'{"predictions"')
-                    problem = None if ok else f"HTTP {response.status}: {answer[:200]!r}"
+                    if not ok:
+                        kind = f"HTTP {response.status}"
+                        problem = f"{kind}: {answer[:200]!r}"
                 except (OSError, http.client.HTTPException) as error:
-                    problem = f"{type(error).__name__}: {error}"
+                    kind = type(error).__name__
+                    problem = f"{kind}: {error}"
                     conn.close()
                     conn = _connection(url)
                 took = time.perf_counter() - start
                 with lock:
-                    if problem is None:
+                    if kind is None:
                         latencies.append(took)
                     else:
                         errors[0] += 1
+                        kinds[kind] += 1
                         first_error[0] = first_error[0] or problem
+                if kind == "ConnectionRefusedError":
+                    time.sleep(0.05)  # the server is gone: no busy loop
         finally:
             conn.close()
 
@@ -137,7 +161,7 @@ def run_clients(url, path, body, clients, seconds, max_requests):
         thread.start()
     for thread in threads:
         thread.join(seconds + 120)
-    return latencies, errors[0], first_error[0], time.monotonic() - started
+    return latencies, errors[0], first_error[0], time.monotonic() - started, dict(kinds)
 
 
 def baseline(model_path, image_bytes, signature, seconds, batch=1):
@@ -209,14 +233,17 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_byt
     # The same clients for a while first, so "before" is the memory of a warm server.
     run_clients(url, path, body, clients, warmup_seconds, max_requests)
     before = server_metrics(url)
-    latencies, errors, first_error, elapsed = run_clients(url, path, body, clients, seconds,
-                                                          max_requests)
+    latencies, errors, first_error, elapsed, kinds = run_clients(url, path, body, clients,
+                                                                 seconds, max_requests)
     after = server_metrics(url)
     done = len(latencies)
-    batches = after.get("fcn_tf_batch_size_count", 0) - before.get("fcn_tf_batch_size_count", 0)
-    images = after.get("fcn_tf_batch_size_sum", 0) - before.get("fcn_tf_batch_size_sum", 0)
+    batches = images = 0
+    if before and after:
+        batches = after.get("fcn_tf_batch_size_count", 0) - before.get("fcn_tf_batch_size_count", 0)
+        images = after.get("fcn_tf_batch_size_sum", 0) - before.get("fcn_tf_batch_size_sum", 0)
     result.update({
-        "requests": done, "errors": errors, "first_error": first_error,
+        "requests": done, "errors": errors, "first_error": first_error, "errors_by_kind": kinds,
+        "server_answered_after": bool(after),
         "elapsed_s": elapsed, "requests_per_s": done / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
@@ -224,7 +251,7 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_byt
         "rss_before_mb": before.get("process_resident_memory_bytes", 0) / 2**20,
         "rss_after_mb": after.get("process_resident_memory_bytes", 0) / 2**20,
     })
-    if result["rss_before_mb"]:
+    if result["rss_before_mb"] and result["rss_after_mb"]:
         result["rss_growth"] = result["rss_after_mb"] / result["rss_before_mb"] - 1
     if "baseline_images_per_s" in result:
         result["throughput_ratio"] = result["requests_per_s"] / result["baseline_images_per_s"]
@@ -234,17 +261,24 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_byt
 
 
 def format_result(r):
+    """The printed report of a :func:`run_load` result."""
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(r.get("errors_by_kind", {}).items()))
     lines = [f"{r['clients']} clients, {r['elapsed_s']:.1f} s, {r['signature']} with "
              f"{r['image']} ({r['request_bytes']:,}-byte request)",
              f"requests: {r['requests']} ok, {r['errors']} errors"
-             + (f" (first: {r['first_error']})" if r["first_error"] else ""),
+             + (f" ({kinds}; first: {r['first_error']})" if r["first_error"] else ""),
              f"throughput: {r['requests_per_s']:.1f} requests/s (images/s), mean batch "
              f"{r['mean_batch']:.2f}",
              f"latency: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
-             f"p99 {r['p99_ms']:.1f} ms",
-             f"server resident memory: {r['rss_fresh_mb']:.0f} MiB idle, "
-             f"{r['rss_before_mb']:.0f} MiB after the warm-up, {r['rss_after_mb']:.0f} MiB "
-             f"after the run ({100 * r.get('rss_growth', 0):+.1f}%)"]
+             f"p99 {r['p99_ms']:.1f} ms"]
+    if r.get("server_answered_after", True):
+        lines.append(f"server resident memory: {r['rss_fresh_mb']:.0f} MiB idle, "
+                     f"{r['rss_before_mb']:.0f} MiB after the warm-up, {r['rss_after_mb']:.0f} "
+                     f"MiB after the run ({100 * r.get('rss_growth', 0):+.1f}%)")
+    else:
+        lines.append("the server did not answer /metrics after the run (did it exit?): no "
+                     "batch size or memory figures; the client-side figures above are those "
+                     "measured until then")
     if "baseline_images_per_s" in r:
         lines.append(f"in-process baseline (SavedModel, one image per call): "
                      f"{r['baseline_images_per_s']:.1f} images/s; server/baseline = "
@@ -282,7 +316,7 @@ def main(argv=None):
         result = run_load(args.url, args.clients, args.seconds, args.image, args.signature,
                           args.model, args.baseline, args.baseline_seconds, args.max_requests,
                           args.warmup_seconds)
-    except (ValueError, FileNotFoundError, TimeoutError) as error:
+    except (ValueError, FileNotFoundError, TimeoutError, OSError) as error:
         return report_error(error)
     print(format_result(result))
     if args.json:
