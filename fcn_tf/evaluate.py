@@ -10,6 +10,10 @@ writes, to ``RUN/eval-SPLIT/`` (the checkpoint's run folder, or ``--out``):
 
 Test-time augmentation (``--scales``, ``--flip``) and sliding windows
 (``--window``, ``--overlap``) default to the config's ``eval`` section.
+
+``--checkpoint`` may also be what was deployed: an export folder (its
+SavedModel) or an exported ``.tflite`` / ``.onnx`` file, read through its
+runtime on raw pixels, so the artifact itself is scored with the same metrics.
 """
 
 import argparse
@@ -17,13 +21,23 @@ import os
 import sys
 
 import keras
+import numpy as np
 
 from fcn_tf.config import ConfigError
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import DatasetError
 from fcn_tf.evaluation import evaluate_split, format_scores, write_evaluation
 from fcn_tf.inference import InferenceOptions
-from fcn_tf.runs import check_class_count, find_run_dir, resolve_checkpoint, resolve_preprocessing
+from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.runs import (
+    check_class_count,
+    find_run_dir,
+    is_saved_model,
+    load_for_inference,
+    resolve_checkpoint,
+    resolve_preprocessing,
+)
+from fcn_tf.runtimes import artifact_runtime
 from fcn_tf.runs.files import eval_dir_name
 from fcn_tf.utils.cli import progress_verbosity, report_error
 
@@ -46,19 +60,58 @@ def parse_window(values, config):
     return tuple(sizes * 2 if len(sizes) == 1 else sizes)
 
 
-def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, window=None,
-                        overlap=None, out_dir=None, verbose=1):
-    """Evaluate ``checkpoint`` on ``split``; write the report; return ``(scores, out_dir)``.
+class _PixelModel:
+    """An exported model called like a Keras model, on raw pixels (normalisation inside)."""
 
-    Raises:
-        ValueError: the checkpoint predicts another number of classes than
-            ``config.data.num_classes`` (nothing is written).
-    """
+    def __init__(self, loaded):
+        self.loaded = loaded
+
+    def __call__(self, pixels, training=False):
+        return self.loaded.logits(np.asarray(pixels, np.float32))
+
+
+def _load_model(checkpoint, config):
+    """``(model, preprocessing, source, path)``: a Keras checkpoint, or an export on raw pixels."""
+    if artifact_runtime(checkpoint) is not None or is_saved_model(checkpoint):
+        loaded = load_for_inference(checkpoint, num_classes=config.data.num_classes)
+        if loaded.info["image_channels"] != config.data.image_channels:
+            raise ValueError(
+                f"checkpoint {checkpoint} takes {loaded.info['image_channels']}-channel images, "
+                f"the config's data.image_channels is {config.data.image_channels}.")
+        identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
+        return (_PixelModel(loaded), identity.for_channels(config.data.image_channels),
+                loaded.preprocessing_source, os.path.abspath(checkpoint))
     path = resolve_checkpoint(checkpoint)
     model = keras.models.load_model(path, compile=False)
     check_class_count(model, config.data.num_classes, path)
     preprocessing, source = resolve_preprocessing(checkpoint, model, config,
                                                   config.data.image_channels)
+    return model, preprocessing, source, path
+
+
+def _default_out_dir(checkpoint, path, split, exported):
+    """RUN/eval-SPLIT for a checkpoint; EXPORT/eval-SPLIT-FILE for an export (never the run's)."""
+    if exported:
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        stem = "saved_model" if os.path.isdir(path) else os.path.basename(path).replace(".", "_")
+        return os.path.join(folder, f"{eval_dir_name(split)}-{stem}")
+    run_dir = find_run_dir(checkpoint) or os.path.dirname(os.path.abspath(path))
+    return os.path.join(run_dir, eval_dir_name(split))
+
+
+def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, window=None,
+                        overlap=None, out_dir=None, verbose=1):
+    """Evaluate ``checkpoint`` on ``split``; write the report; return ``(scores, out_dir)``.
+
+    ``checkpoint`` is a ``.keras`` file, a run folder, an export folder or an
+    exported ``.tflite`` / ``.onnx`` file; the report goes to the run folder
+    (or, for an export, next to it) unless ``out_dir`` is given.
+
+    Raises:
+        ValueError: the checkpoint predicts another number of classes than
+            ``config.data.num_classes`` (nothing is written).
+    """
+    model, preprocessing, source, path = _load_model(checkpoint, config)
     if verbose:
         print(f"Checkpoint {path}\nNormalisation {preprocessing.to_dict()} from {source}",
               flush=True)
@@ -68,10 +121,10 @@ def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, wi
         options = InferenceOptions(**{**options.to_dict(), "window": window or None})
     scores = evaluate_split(model, config, preprocessing, split, verbose=verbose, options=options)
     if out_dir is None:
-        run_dir = find_run_dir(checkpoint) or os.path.dirname(os.path.abspath(path))
-        out_dir = os.path.join(run_dir, eval_dir_name(split))
+        out_dir = _default_out_dir(checkpoint, path, split, exported=isinstance(model, _PixelModel))
+    normalization = model.loaded.preprocessing if isinstance(model, _PixelModel) else preprocessing
     write_evaluation(out_dir, scores, {"checkpoint": os.path.abspath(path),
-                                       "normalization": preprocessing.to_dict(),
+                                       "normalization": normalization.to_dict(),
                                        "normalization_source": source,
                                        "inference": options.to_dict()})
     return scores, out_dir
@@ -81,7 +134,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fcn_tf.evaluate",
                                      description=__doc__.split("\n\n")[1])
     parser.add_argument("config", help="the run config (e.g. RUN/config.json)")
-    parser.add_argument("--checkpoint", required=True, help="a .keras file or a run folder")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a .keras file, a run folder, an export folder or an exported "
+                             ".tflite / .onnx file")
     parser.add_argument("--split", help="split to score (default: the config's eval.split)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value")

@@ -27,6 +27,7 @@ into place, so a failed export never leaves half a model.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -35,12 +36,15 @@ import sys
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from fcn_tf.data import DatasetError, build_dataset
+from fcn_tf.fidelity import FIDELITY_FILE, MAX_CHANGED, check_export, format_fidelity
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 from fcn_tf.precision import PRECISIONS, with_precision
-from fcn_tf.preprocessing import rgb_to_luma
-from fcn_tf.runs.files import METADATA_FILE, TMP_PREFIX
+from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
+from fcn_tf.runs.files import METADATA_FILE, TMP_PREFIX, atomic_write_json
 from fcn_tf.runs.folder import (
     backbone_of_model,
     class_info,
@@ -53,13 +57,18 @@ from fcn_tf.runs.folder import (
     resolve_preprocessing,
 )
 from fcn_tf.runs.lock import pid_alive
+from fcn_tf.runtimes import litert
+from fcn_tf.runtimes import onnx as onnx_runtime
 from fcn_tf.utils.cli import report_error
 
-TFLITE_FILE = "model.tflite"
-TFLITE_PRECISIONS = ("float32", "float16", "int8")
+TFLITE_FILE = litert.file_name("float32")
+TFLITE_PRECISIONS = litert.PRECISIONS
+ONNX_FILE = onnx_runtime.file_name("float32")
+# Training images that calibrate the activation ranges of an int8_full file.
+REPRESENTATIVE_COUNT = 32
 SIGNATURE_IMAGES = "serving_default"
 SIGNATURE_BYTES = "serving_bytes"
-METADATA_VERSION = 1
+METADATA_VERSION = 2
 # Node names that appear in the error of a wrongly shaped input.
 SHAPE_CHECK_IMAGES = "images_must_be_batch_height_width_3_uint8_rgb"
 SHAPE_CHECK_PIXELS = "pixels_must_be_batch_height_width_channels_float32"
@@ -150,35 +159,65 @@ def export_saved_model(model, preprocessing, path, channels=None, jit_compile=Fa
 def float32_copy(model):
     """``model`` itself if every layer computes in float32, else a float32 copy.
 
-    TFLite has no bfloat16 kernels, so a model trained with a mixed policy
-    (``mixed_bfloat16``/``mixed_float16``; its variables are float32 anyway) is
-    rebuilt with float32 layers and given the same weights before conversion.
+    LiteRT and ONNX have no bfloat16 kernels, so a model trained with a mixed
+    policy (``mixed_bfloat16``/``mixed_float16``; its variables are float32
+    anyway) is rebuilt with float32 layers and given the same weights before
+    conversion.
     """
     return with_precision(model, "float32")
 
 
-def convert_tflite(module, size, precision="float32"):
-    """TFLite flatbuffer bytes of ``module``'s uint8 RGB path at a fixed ``[1, H, W, 3]``."""
-    if precision not in TFLITE_PRECISIONS:
-        raise ValueError(f"tflite_precision: expected one of {', '.join(TFLITE_PRECISIONS)}, "
-                         f"received {precision!r}.")
-    height, width = size
-    # Through Keras' ExportArchive, as keras.Model.export(format="litert") does:
-    # converting a plain tf.Module SavedModel gives a TFLite graph that reads
-    # uninitialised resource variables (NaN outputs).
-    with tempfile.TemporaryDirectory(prefix="fcn_tf-tflite-") as folder:
-        archive = keras.export.ExportArchive()
-        archive.track(module.model)
-        archive.add_endpoint("serving_default", module.from_rgb, input_signature=[
-            tf.TensorSpec([1, height, width, 3], tf.uint8, name="images")])
-        archive.write_out(folder, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        if precision == "float16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif precision == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
-        return converter.convert()
+def representative_images(config, count=REPRESENTATIVE_COUNT, size=None):
+    """Up to ``count`` uint8 ``[1, H, W, 3]`` training images, for ``int8_full`` calibration.
+
+    Taken in file order from ``config``'s training split at full resolution
+    (or resized to ``size``), as the exported graph sees them: raw RGB.
+    """
+    identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
+    data = dataclasses.replace(config.data, image_channels=3)
+    dataset = build_dataset(data, "train", training=False, batch_size=1, preprocessing=identity)
+    images = []
+    for image, _ in dataset.take(count):
+        if size:
+            image = tf.image.resize(image, size)
+        images.append(np.clip(np.round(image.numpy()), 0, 255).astype(np.uint8))
+    return images
+
+
+def _write_artifacts(folder, model, preprocessing, channels, *, tflite_precisions=(),
+                     tflite_size=None, onnx_precisions=(), representative=None):
+    """Write the LiteRT and ONNX files into ``folder``; return their metadata entries."""
+    if not tflite_precisions and not onnx_precisions:
+        return {}
+    module = _serving_module(float32_copy(model), preprocessing, channels)
+    num_classes = 2 if int(model.output_shape[-1]) == 1 else int(model.output_shape[-1])
+    entries = {}
+    for precision in tflite_precisions:
+        name = litert.file_name(precision)
+        data = litert.convert(module.model, module.from_rgb, precision, tflite_size,
+                              representative)
+        size = f"{tflite_size[0]}, {tflite_size[1]}" if tflite_size else "height, width"
+        entries[name] = {"runtime": "litert", "precision": precision,
+                         "free_size": tflite_size is None,
+                         "input": f"images uint8 [1, {size}, 3] RGB",
+                         "outputs": {"class_ids": f"int32 [1, {size}]",
+                                     "probabilities": f"float32 [1, {size}, {num_classes}]"}}
+        _write_bytes(os.path.join(folder, name), data)
+    for precision in onnx_precisions:
+        name = onnx_runtime.file_name(precision)
+        _write_bytes(os.path.join(folder, name), onnx_runtime.convert(module.from_rgb, precision))
+        entries[name] = {"runtime": "onnx", "precision": precision, "free_size": True,
+                         "opset": onnx_runtime.OPSET,
+                         "input": "images uint8 [batch, height, width, 3] RGB",
+                         "outputs": {"class_ids": "int32 [batch, height, width]",
+                                     "probabilities": "float32 [batch, height, width, "
+                                                      f"{num_classes}]"}}
+    return entries
+
+
+def _write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def export_metadata(model, preprocessing, checkpoint, config=None, config_dict=None,
@@ -224,7 +263,7 @@ def export_metadata(model, preprocessing, checkpoint, config=None, config_dict=N
         },
         "grayscale_input": ("3-channel RGB converted to luma inside the graph"
                             if channels == 1 else None),
-        "tflite": None,
+        "artifacts": {},
         "source_checkpoint": os.path.abspath(checkpoint),
         "training_config": config_dict,
     }
@@ -285,10 +324,21 @@ def remove_stale_temporaries(out):
     return removed
 
 
+def _precisions(value, enabled, check):
+    """A tuple of checked precisions: one name or several, or () when the format is off."""
+    if not enabled:
+        return ()
+    names = (value,) if isinstance(value, str) else tuple(value)
+    for name in names:
+        check(name)
+    return tuple(dict.fromkeys(names))
+
+
 def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=False,
                  tflite_precision="float32", tflite_size=None, precision=None,
-                 jit_compile=False, sources=()):
-    """Export an in-memory Keras model as a SavedModel folder ``out``.
+                 jit_compile=False, sources=(), onnx=False, onnx_precision="float32",
+                 representative=None):
+    """Export an in-memory Keras model as a SavedModel folder ``out`` (and LiteRT / ONNX files).
 
     Args:
         model: the Keras model (on normalised images).
@@ -296,24 +346,37 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
         metadata: the metadata dict (:func:`export_metadata`).
         out: the SavedModel folder to create.
         overwrite: replace ``out`` if it is an earlier export (else raise).
-        tflite: also write ``model.tflite``.
-        tflite_precision: ``float32``, ``float16`` or ``int8`` (dynamic range).
-        tflite_size: ``(height, width)`` of the TFLite input; default 256 x 256.
+        tflite: also write LiteRT files (:mod:`fcn_tf.runtimes.litert`).
+        tflite_precision: one or several of ``float32``, ``float16``, ``int8``
+            (dynamic range), ``int8_full`` (needs ``representative``); each is
+            a file (``model.tflite``, ``model_float16.tflite``, ...).
+        tflite_size: ``(height, width)`` to fix the LiteRT input size; default
+            free height and width.
         precision: the SavedModel's compute precision, one of
             :data:`fcn_tf.precision.PRECISIONS`; ``None`` keeps the model's.
             ``mixed_bfloat16`` serves about 2x faster on CPUs with bf16 units.
         jit_compile: compile the served network with XLA (recompiles for
             every new input size; worth it only for a few fixed sizes).
         sources: paths ``out`` must never hold (the checkpoint, its run folder).
+        onnx: also write ONNX files (:mod:`fcn_tf.runtimes.onnx`).
+        onnx_precision: one or several of ``float32``, ``int8`` (dynamic).
+        representative: uint8 ``[1, H, W, 3]`` images for ``int8_full``
+            (:func:`representative_images`).
 
     Returns:
-        A dict with the export path and file sizes.
+        A dict with the export path and the size in bytes of the SavedModel
+        (``saved_model_bytes``) and of each other file (``files``).
 
     Example:
         >>> export_model(model, preprocessing, export_metadata(model, preprocessing,
         ...              "best.keras"), "models/seg/1")              # doctest: +SKIP
     """
     out = os.path.abspath(out)
+    tflite_precisions = _precisions(tflite_precision, tflite, litert.check_precision)
+    onnx_precisions = _precisions(onnx_precision, onnx, onnx_runtime.check_precision)
+    if "int8_full" in tflite_precisions and representative is None:
+        raise ValueError("tflite_precision: int8_full needs representative images from the "
+                         "training split; export a run folder (its config names the split).")
     if os.path.exists(out):
         if not overwrite:
             raise FileExistsError(
@@ -330,50 +393,46 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
     remove_stale_temporaries(out)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f"{TMP_PREFIX}{os.path.basename(out)}-{os.getpid()}-")
     try:
-        module = export_saved_model(model, preprocessing, tmp, channels, jit_compile)
-        metadata = dict(metadata, precision=_model_precision(model), jit_compile=bool(jit_compile))
-        if tflite:
-            size = tuple(tflite_size or (256, 256))
-            tflite_model = float32_copy(model)
-            if tflite_model is not model:
-                module = _serving_module(tflite_model, preprocessing, channels)
-            data = convert_tflite(module, size, tflite_precision)
-            with open(os.path.join(tmp, TFLITE_FILE), "wb") as f:
-                f.write(data)
-            metadata["tflite"] = {"file": TFLITE_FILE, "precision": tflite_precision,
-                                  "input": f"uint8 [1, {size[0]}, {size[1]}, 3] RGB",
-                                  "outputs": ["class_ids", "probabilities"]}
+        export_saved_model(model, preprocessing, tmp, channels, jit_compile)
+        artifacts = _write_artifacts(
+            tmp, model, preprocessing, channels, tflite_precisions=tflite_precisions,
+            tflite_size=tuple(tflite_size) if tflite_size else None,
+            onnx_precisions=onnx_precisions, representative=representative)
+        metadata = dict(metadata, precision=_model_precision(model),
+                        jit_compile=bool(jit_compile), artifacts=artifacts)
         with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2)
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    files = {name: os.path.getsize(os.path.join(out, name)) for name in artifacts}
     result = {"export_dir": out, "normalization_source": metadata.get("normalization_source"),
-              "saved_model_bytes": _folder_size(out)}
-    if tflite:
-        result["tflite_bytes"] = os.path.getsize(os.path.join(out, TFLITE_FILE))
-        result["saved_model_bytes"] -= result["tflite_bytes"]
+              "saved_model_bytes": _folder_size(out) - sum(files.values()), "files": files}
+    if litert.file_name("float32") in files:
+        result["tflite_bytes"] = files[litert.file_name("float32")]
     return result
 
 
 def export_checkpoint(checkpoint_path, export_dir, overwrite=False, tflite=False,
                       metadata_from_run=None, tflite_precision="float32", tflite_size=None,
-                      precision=None, jit_compile=False, verbose=0):
+                      precision=None, jit_compile=False, verbose=0, onnx=False,
+                      onnx_precision="float32"):
     """Export a ``.keras`` checkpoint (or run folder) as a SavedModel in ``export_dir``.
 
     The path-based wrapper of :func:`export_model` used by the CLI: it loads
     the checkpoint, its run folder's config and normalisation, and refuses to
-    replace a folder that holds them.
+    replace a folder that holds them. ``int8_full`` LiteRT files are
+    calibrated on the run's training images (:func:`representative_images`).
 
     Args:
         checkpoint_path: a ``.keras`` file or a run folder (its best.keras).
         export_dir: the SavedModel folder to create.
         metadata_from_run: the run folder whose config.json and
             preprocessing.json describe the model; default: the checkpoint's.
-        tflite_size: default the config's ``data.crop_size``, else 256 x 256.
-        overwrite, tflite, tflite_precision, precision, jit_compile: as
-            :func:`export_model`.
+        tflite_size: a fixed LiteRT input size; default free.
+        overwrite, tflite, tflite_precision, precision, jit_compile, onnx,
+        onnx_precision: as :func:`export_model`.
     """
     export_dir = os.path.abspath(export_dir)
     checkpoint = resolve_checkpoint(checkpoint_path)
@@ -396,10 +455,17 @@ def export_checkpoint(checkpoint_path, export_dir, overwrite=False, tflite=False
     if verbose:
         print(f"Normalisation {preprocessing.to_dict()} from {source}", flush=True)
     metadata = export_metadata(model, preprocessing, checkpoint, config, config_dict, source)
-    size = tflite_size or (config.data.crop_size if config else None)
+    wants_full_int8 = tflite and "int8_full" in _precisions(tflite_precision, True, str)
+    if wants_full_int8 and config is None:
+        raise ValueError(f"tflite_precision: int8_full calibrates on the training images of a "
+                         f"run folder's config; {checkpoint_path} has no run folder. Export the "
+                         "run folder, or choose int8 (dynamic range).")
+    representative = (representative_images(config, size=tflite_size)
+                      if wants_full_int8 else None)
     return export_model(model, preprocessing, metadata, export_dir, overwrite=overwrite,
-                        tflite=tflite, tflite_precision=tflite_precision, tflite_size=size,
-                        precision=precision, jit_compile=jit_compile, sources=sources)
+                        tflite=tflite, tflite_precision=tflite_precision, tflite_size=tflite_size,
+                        precision=precision, jit_compile=jit_compile, sources=sources,
+                        onnx=onnx, onnx_precision=onnx_precision, representative=representative)
 
 
 def _replace_folder(source, target):
@@ -417,17 +483,23 @@ def _replace_folder(source, target):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def main(argv=None):
+def _parser():
     parser = argparse.ArgumentParser(prog="python -m fcn_tf.export",
                                      description=__doc__.split("\n\n")[1])
     parser.add_argument("--checkpoint", required=True,
                         help="a .keras checkpoint or a run folder (its best.keras)")
     parser.add_argument("--out", required=True, help="the SavedModel folder to create")
-    parser.add_argument("--tflite", action="store_true", help="also write model.tflite")
-    parser.add_argument("--tflite-precision", choices=TFLITE_PRECISIONS, default="float32",
-                        help="TFLite weights: float32, float16 or dynamic-range int8")
+    parser.add_argument("--tflite", action="store_true", help="also write LiteRT (.tflite) files")
+    parser.add_argument("--tflite-precision", choices=TFLITE_PRECISIONS, nargs="+",
+                        default=["float32"], metavar="P",
+                        help="one file per precision: float32, float16, int8 (dynamic range), "
+                             "int8_full (calibrated on training images)")
     parser.add_argument("--tflite-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="fixed TFLite input size (default: the training crop)")
+                        help="fix the LiteRT input size (default: any height and width)")
+    parser.add_argument("--onnx", action="store_true", help="also write ONNX (.onnx) files")
+    parser.add_argument("--onnx-precision", choices=onnx_runtime.PRECISIONS, nargs="+",
+                        default=["float32"], metavar="P",
+                        help="one file per precision: float32, int8 (dynamic)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="compute precision of the SavedModel (default: the checkpoint's); "
                              "mixed_bfloat16 is about 2x faster on CPUs with bf16 units")
@@ -435,22 +507,61 @@ def main(argv=None):
                         help="compile with XLA: faster at a fixed size, but every new input "
                              "size compiles again (see docs/PERFORMANCE.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    args = parser.parse_args(argv)
+    parser.add_argument("--check", metavar="SPLIT",
+                        help="after exporting, score every file against the checkpoint on this "
+                             "split of the run's data (pixels changed, mean IoU, images/s); "
+                             f"writes OUT/{FIDELITY_FILE}")
+    parser.add_argument("--check-only", action="store_true",
+                        help="check the existing export --out; export nothing")
+    parser.add_argument("--check-images", type=int, metavar="N",
+                        help="check on the first N images of the split only")
+    parser.add_argument("--max-changed", type=float, default=MAX_CHANGED, metavar="SHARE",
+                        help="flag files that change more than this share of pixels "
+                             f"(default {MAX_CHANGED}); a flagged check exits with status 3")
+    return parser
+
+
+def _check(args):
+    """Run the fidelity check of ``args.out`` and write it; return the rows."""
+    run_dir = find_run_dir(args.checkpoint)
+    if run_dir is None:
+        raise ValueError(f"checkpoint {args.checkpoint}: the check scores a split of a run's "
+                         "data, and this checkpoint has no run folder (config.json).")
+    config = read_run_config(run_dir)
+    rows = check_export(args.out, args.checkpoint, config, args.check,
+                        max_images=args.check_images, max_changed=args.max_changed)
+    atomic_write_json(os.path.join(args.out, FIDELITY_FILE),
+                      {"split": args.check, "checkpoint": os.path.abspath(args.checkpoint),
+                       "max_changed": args.max_changed, "rows": rows})
+    print(f"\nFidelity on {args.check} ({rows[0]['images']} images; Keras model first):")
+    print(format_fidelity(rows, args.max_changed))
+    return rows
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    flags = {"out": "--out", "checkpoint": "--checkpoint", "overwrite": "--overwrite",
+             "tflite_precision": "--tflite-precision", "onnx_precision": "--onnx-precision",
+             "max_changed": "--max-changed", "split": "--check", "max_images": "--check-images"}
+    if args.check_only and not args.check:
+        return report_error(ValueError("check_only: --check-only needs --check SPLIT."), flags)
     try:
-        result = export_checkpoint(args.checkpoint, args.out, overwrite=args.overwrite,
-                              tflite=args.tflite, tflite_precision=args.tflite_precision,
-                              tflite_size=args.tflite_size, precision=args.precision,
-                              jit_compile=args.jit_compile, verbose=1)
-    except (FileExistsError, FileNotFoundError, ValueError, OSError) as error:
-        return report_error(error, {"out": "--out", "checkpoint": "--checkpoint",
-                                    "overwrite": "--overwrite",
-                                    "tflite_precision": "--tflite-precision"})
-    print(f"SavedModel: {result['export_dir']} ({result['saved_model_bytes'] / 2**20:.2f} MiB)")
-    if "tflite_bytes" in result:
-        print(f"TFLite: {os.path.join(result['export_dir'], TFLITE_FILE)} "
-              f"({result['tflite_bytes'] / 2**20:.2f} MiB)")
-    print(f"Inspect: saved_model_cli show --dir {result['export_dir']} --all")
-    return 0
+        if not args.check_only:
+            result = export_checkpoint(
+                args.checkpoint, args.out, overwrite=args.overwrite, tflite=args.tflite,
+                tflite_precision=args.tflite_precision, tflite_size=args.tflite_size,
+                precision=args.precision, jit_compile=args.jit_compile, verbose=1,
+                onnx=args.onnx, onnx_precision=args.onnx_precision)
+            print(f"SavedModel: {result['export_dir']} "
+                  f"({result['saved_model_bytes'] / 2**20:.2f} MiB)")
+            for name, size in result["files"].items():
+                print(f"{name}: {os.path.join(result['export_dir'], name)} "
+                      f"({size / 2**20:.2f} MiB)")
+            print(f"Inspect: saved_model_cli show --dir {result['export_dir']} --all")
+        rows = _check(args) if args.check else []
+    except (FileExistsError, FileNotFoundError, ValueError, OSError, DatasetError) as error:
+        return report_error(error, flags)
+    return 3 if any(row["flagged"] for row in rows) else 0
 
 
 if __name__ == "__main__":

@@ -4,19 +4,21 @@ import keras
 from keras import ops
 
 
-def _pad_keeping_static_shape(x, paddings):
-    """``ops.pad`` with run-time paddings, keeping the batch and channel sizes known.
+def pad_spatial(x, top, bottom, left, right):
+    """Zero-pad NHWC ``x`` by amounts known only at run time, keeping the channels known.
 
-    TensorFlow's shape inference knows nothing of a ``Pad`` output whose
-    paddings are computed at run time, not even its channels; the LiteRT
-    converter then finds convolutions over unknown channels and refuses
-    them ("tf.Conv2D op is neither a custom op nor a flex op"). Only height
-    and width change here, so the other two sizes are restored.
+    Written as concatenations with zero blocks rather than ``Pad``: the
+    LiteRT converter's shape inference knows nothing of a ``Pad`` output whose
+    paddings are computed at run time, not even its channels, and then
+    refuses the convolutions that follow ("tf.Conv2D op is neither a custom op
+    nor a flex op"). A concatenation keeps the channel count.
     """
-    out = ops.pad(x, paddings)
-    if hasattr(out, "set_shape"):  # a TensorFlow tensor, eager or traced
-        out.set_shape([x.shape[0], None, None, x.shape[-1]])
-    return out
+    channels = x.shape[-1]
+    size = ops.shape(x)
+    column = lambda rows, width: ops.zeros((size[0], rows, width, channels), x.dtype)  # noqa: E731
+    x = ops.concatenate([column(top, size[2]), x, column(bottom, size[2])], axis=1)
+    height = size[1] + top + bottom
+    return ops.concatenate([column(height, left), x, column(height, right)], axis=2)
 
 
 @keras.saving.register_keras_serializable(package="fcn_tf")
@@ -40,7 +42,7 @@ class PadToMultiple(keras.layers.Layer):
         # negative number to C's remainder (-67 % 8 = -3), which crops instead.
         pad_h = (self.multiple - size[1] % self.multiple) % self.multiple
         pad_w = (self.multiple - size[2] % self.multiple) % self.multiple
-        return _pad_keeping_static_shape(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        return pad_spatial(x, 0, pad_h, 0, pad_w)
 
     def compute_output_shape(self, input_shape):
         def padded(n):
@@ -75,8 +77,7 @@ class CenterPadLike(keras.layers.Layer):
         size = ops.shape(reference)
         dy = size[1] - x_size[1]
         dx = size[2] - x_size[2]
-        return _pad_keeping_static_shape(
-            x, [[0, 0], [dy // 2, dy - dy // 2], [dx // 2, dx - dx // 2], [0, 0]])
+        return pad_spatial(x, dy // 2, dy - dy // 2, dx // 2, dx - dx // 2)
 
     def compute_output_shape(self, x_shape, reference_shape):
         return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])

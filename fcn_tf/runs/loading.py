@@ -1,4 +1,8 @@
-"""A model ready for raw pixels, from a ``.keras`` file, a run folder or a SavedModel export.
+"""A model ready for raw pixels: a ``.keras`` file, a run folder, a SavedModel export or an exported file.
+
+Exported ``.tflite`` and ``.onnx`` files are read through their runtimes
+(:mod:`fcn_tf.runtimes`), with the ``metadata.json`` of the export folder
+that holds them.
 
 Example:
     >>> model = load_for_inference("runs/default")            # doctest: +SKIP
@@ -14,6 +18,7 @@ import tensorflow as tf
 
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.runs.files import METADATA_FILE, read_json
+from fcn_tf.runtimes import artifact_runtime, load_artifact
 from fcn_tf.runs.folder import (
     check_class_count,
     class_info,
@@ -32,7 +37,10 @@ class InferenceModel:
 
     ``logits(pixels)`` maps float32 ``[B, H, W, image_channels]`` pixels to
     ``[B, H, W, K]`` logits (K = 1 for a binary model), normalisation
-    included. ``info`` has ``class_names``, ``colors``, ``ignore_label``,
+    included. For an exported ``.tflite`` / ``.onnx`` file, which gives
+    probabilities, they are log-probabilities (the file's class ids win
+    ties of quantised probabilities), and the
+    pixels are rounded to the uint8 the file takes. ``info`` has ``class_names``, ``colors``, ``ignore_label``,
     ``image_channels`` and ``num_classes``.
     """
 
@@ -47,13 +55,16 @@ class InferenceModel:
 
 
 def load_for_inference(path, num_classes=None):
-    """An :class:`InferenceModel` from a ``.keras`` file, a run folder or an exported SavedModel.
+    """An :class:`InferenceModel` from a ``.keras`` file, a run folder, an export or an exported file.
 
     Args:
-        path: a ``.keras`` file, a run folder or a SavedModel export folder.
+        path: a ``.keras`` file, a run folder, a SavedModel export folder, or
+            a ``.tflite`` / ``.onnx`` file of an export folder.
         num_classes: when given, the model must predict this many classes.
     """
-    if is_saved_model(path):
+    if artifact_runtime(path) is not None:
+        loaded = load_exported_file(path)
+    elif is_saved_model(path):
         loaded = load_saved_model(path)
     else:
         checkpoint = resolve_checkpoint(path)
@@ -80,15 +91,49 @@ def load_for_inference(path, num_classes=None):
     return loaded
 
 
-def load_saved_model(path):
-    """An :class:`InferenceModel` from a folder written by :mod:`fcn_tf.export`."""
-    meta_path = os.path.join(path, METADATA_FILE)
+def _export_metadata(path, folder):
+    """The ``metadata.json`` of the export ``folder`` that holds ``path``."""
+    meta_path = os.path.join(folder, METADATA_FILE)
     metadata = read_json(meta_path)
     if metadata is None:
         raise FileNotFoundError(
-            f"model {path}: a SavedModel without {METADATA_FILE}; export it with "
+            f"model {path}: no {METADATA_FILE} in {folder}; export it with "
             "python -m fcn_tf.export, which writes the class names and normalisation there."
         )
+    return meta_path, metadata
+
+
+def _class_info(metadata):
+    return {k: metadata[k] for k in ("num_classes", "class_names", "colors", "ignore_label",
+                                     "image_channels")}
+
+
+def load_exported_file(path):
+    """An :class:`InferenceModel` from a ``.tflite`` or ``.onnx`` file written by :mod:`fcn_tf.export`."""
+    path = os.path.abspath(path)
+    runner = load_artifact(path)
+    meta_path, metadata = _export_metadata(path, os.path.dirname(path))
+    info = _class_info(metadata)
+    channels = int(info["image_channels"])
+
+    def logits(pixels):
+        pixels = np.clip(np.round(np.asarray(pixels, np.float32)), 0, 255).astype(np.uint8)
+        rgb = np.repeat(pixels, 3, axis=-1) if channels == 1 else pixels  # gray: luma of itself
+        out = runner(rgb)
+        logits = np.log(np.maximum(out["probabilities"], np.float32(1e-30)))
+        # Quantised probabilities tie often; the file's own class id breaks ties.
+        chosen = out["class_ids"][..., None].astype(np.int64)
+        np.put_along_axis(logits, chosen, np.take_along_axis(logits, chosen, -1) + 1e-4, -1)
+        return logits
+
+    preprocessing = Preprocessing.from_dict(metadata["normalization"])
+    return InferenceModel(logits, info, preprocessing, f"{meta_path} (inside the file)",
+                          runner.runtime, path, metadata=metadata)
+
+
+def load_saved_model(path):
+    """An :class:`InferenceModel` from a folder written by :mod:`fcn_tf.export`."""
+    meta_path, metadata = _export_metadata(path, path)
     loaded = tf.saved_model.load(path)
     if not hasattr(loaded, "logits"):
         raise ValueError(f"model {path}: this SavedModel has no 'logits' function; re-export "
@@ -98,7 +143,6 @@ def load_saved_model(path):
         return loaded.logits(tf.constant(np.asarray(pixels, np.float32))).numpy()
 
     preprocessing = Preprocessing.from_dict(metadata["normalization"])
-    info = {k: metadata[k] for k in ("num_classes", "class_names", "colors", "ignore_label",
-                                     "image_channels")}
+    info = _class_info(metadata)
     return InferenceModel(logits, info, preprocessing, f"{meta_path} (inside the graph)",
                           "saved_model", path, metadata=metadata)

@@ -1,0 +1,187 @@
+"""How far an export's files are from the Keras model they came from, on real images.
+
+For every file of an export folder (the SavedModel, each LiteRT and ONNX
+file) :func:`check_export` runs the same images of a dataset split through
+it and through the source checkpoint, one image at a time, each runtime in
+turn (so machine load falls on all alike), and reports:
+
+- ``pixels_changed``: the share of pixels whose class differs from the
+  Keras model's;
+- ``max_probability_difference``: the largest absolute difference of any
+  class probability;
+- ``mean_iou`` and ``pixel_accuracy`` on the split's labels (ignore label
+  excluded), next to the checkpoint's own;
+- ``images_per_second``: images over the seconds spent in that runtime's
+  calls (the first image's call, which builds kernels, is not counted).
+
+A file that changes more than ``max_changed`` of the pixels is flagged.
+
+Example:
+    >>> rows = check_export("models/seg/1", "runs/default", config, "val")  # doctest: +SKIP
+    >>> print(format_fidelity(rows))                                        # doctest: +SKIP
+"""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from fcn_tf.data import build_dataset
+from fcn_tf.metrics import confusion_matrix, scores_from_confusion
+from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
+from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
+from fcn_tf.runs.files import METADATA_FILE, read_json
+from fcn_tf.runs.loading import load_for_inference
+from fcn_tf.runtimes import load_artifact
+
+FIDELITY_FILE = "fidelity.json"
+# The default share of pixels an exported file may change before it is flagged.
+MAX_CHANGED = 0.01
+
+
+def _keras_runner(checkpoint):
+    loaded = load_for_inference(checkpoint)
+    gray = loaded.info["image_channels"] == 1
+
+    def run(rgb):
+        pixels = rgb_to_luma(rgb) if gray else rgb
+        logits = loaded.logits(np.asarray(pixels, np.float32))
+        return {"class_ids": logits_to_classes(logits),
+                "probabilities": logits_to_probabilities(logits)}
+
+    return loaded, run
+
+
+def _saved_model_runner(export_dir):
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+
+    def run(rgb):
+        return {k: v.numpy() for k, v in signature(images=tf.constant(rgb)).items()}
+
+    return run
+
+
+def runtimes_of(export_dir):
+    """``[(name, runtime, precision, file or folder)]`` of everything an export folder holds."""
+    metadata = read_json(os.path.join(export_dir, METADATA_FILE))
+    if metadata is None:
+        raise FileNotFoundError(
+            f"export {export_dir}: no {METADATA_FILE}; is this a folder written by "
+            "python -m fcn_tf.export?")
+    rows = [("saved_model", "tensorflow", metadata.get("precision", "float32"), export_dir)]
+    for name, entry in sorted(metadata.get("artifacts", {}).items()):
+        rows.append((name, entry["runtime"], entry["precision"], os.path.join(export_dir, name)))
+    return rows
+
+
+@dataclasses.dataclass
+class _Tally:
+    num_classes: int
+    confusion: np.ndarray = None
+    changed: int = 0
+    pixels: int = 0
+    max_difference: float = 0.0
+    seconds: float = 0.0
+    timed: int = 0
+
+    def __post_init__(self):
+        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+
+
+def check_export(export_dir, checkpoint, config, split, max_images=None,
+                 max_changed=MAX_CHANGED):
+    """Fidelity rows of every file in ``export_dir`` against ``checkpoint`` on ``split``.
+
+    Args:
+        export_dir: a folder written by :mod:`fcn_tf.export`.
+        checkpoint: the ``.keras`` file or run folder it was exported from.
+        config: the run :class:`~fcn_tf.config.run_config.Config` (its data
+            section names the split's files, classes and ignore label).
+        split: the split to score, e.g. ``"val"``.
+        max_images: score only the first this many images (file order).
+        max_changed: the share of changed pixels above which a row is flagged.
+
+    Returns:
+        A list of dicts, the Keras model first (its own reference), then the
+        SavedModel and each exported file.
+    """
+    if not 0.0 <= max_changed <= 1.0:
+        raise ValueError(f"max_changed: expected a share in [0, 1], received {max_changed}.")
+    loaded, keras_run = _keras_runner(checkpoint)
+    names = [("keras", "keras", loaded.keras_model.dtype_policy.name
+              if loaded.keras_model is not None else "float32", loaded.path)]
+    runs = [keras_run, _saved_model_runner(export_dir)]
+    names += runtimes_of(export_dir)
+    runs += [load_artifact(path) for _, _, _, path in names[2:]]
+    num_classes, ignore = config.data.num_classes, config.data.ignore_label
+    tallies = [_Tally(num_classes) for _ in runs]
+    identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
+    data = dataclasses.replace(config.data, image_channels=3)
+    dataset = build_dataset(data, split, training=False, batch_size=1, preprocessing=identity)
+    if max_images:
+        dataset = dataset.take(max_images)
+    count = 0
+    for index, (image, mask) in enumerate(dataset):
+        rgb = np.clip(np.round(image.numpy()), 0, 255).astype(np.uint8)
+        mask = mask.numpy()
+        reference = None
+        for run, tally in zip(runs, tallies):
+            start = time.perf_counter()
+            out = run(rgb)
+            if index > 0:
+                tally.seconds += time.perf_counter() - start
+                tally.timed += 1
+            classes = np.asarray(out["class_ids"])
+            probabilities = np.asarray(out["probabilities"], np.float32)
+            if reference is None:
+                reference = (classes, probabilities)
+            tally.changed += int(np.count_nonzero(classes != reference[0]))
+            tally.pixels += classes.size
+            tally.max_difference = max(tally.max_difference,
+                                       float(np.abs(probabilities - reference[1]).max()))
+            tally.confusion += confusion_matrix(mask, classes, num_classes, ignore)
+        count += 1
+    if count == 0:
+        raise ValueError(f"split {split!r}: no images to check the export on.")
+    rows = []
+    for (name, runtime, precision, path), tally in zip(names, tallies):
+        scores = scores_from_confusion(tally.confusion, list(config.data.class_names))
+        changed = tally.changed / max(tally.pixels, 1)
+        rows.append({
+            "name": name, "runtime": runtime, "precision": precision,
+            "bytes": _size(path), "images": count,
+            "pixels_changed": changed, "max_probability_difference": tally.max_difference,
+            "mean_iou": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"],
+            "images_per_second": tally.timed / tally.seconds if tally.seconds else None,
+            "flagged": changed > max_changed,
+        })
+    return rows
+
+
+def _size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path)
+               for f in files if not f.endswith((".tflite", ".onnx")))
+
+
+def format_fidelity(rows, max_changed=MAX_CHANGED):
+    """The fidelity rows as a text table, then one line per flagged file."""
+    header = (f"{'file':<26} {'runtime':<10} {'precision':<15} {'MiB':>7} {'changed %':>9} "
+              f"{'max |dp|':>9} {'mean IoU':>8} {'pix acc':>7} {'img/s':>7}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        speed = f"{row['images_per_second']:7.2f}" if row["images_per_second"] else "    n/a"
+        lines.append(
+            f"{row['name']:<26} {row['runtime']:<10} {row['precision']:<15} "
+            f"{row['bytes'] / 2**20:7.2f} {100 * row['pixels_changed']:9.3f} "
+            f"{row['max_probability_difference']:9.2e} {row['mean_iou']:8.4f} "
+            f"{row['pixel_accuracy']:7.4f} {speed}")
+    for row in rows:
+        if row["flagged"]:
+            lines.append(f"WARNING: {row['name']} changes {100 * row['pixels_changed']:.2f}% of "
+                         f"the pixels' classes (more than {100 * max_changed:.2f}%): check its "
+                         "masks before deploying it, or use a higher precision.")
+    return "\n".join(lines)
