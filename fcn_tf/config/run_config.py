@@ -13,7 +13,7 @@ import os
 import typing
 
 from fcn_tf.data.config import DataConfig, parse_data_config
-from fcn_tf.utils.jsonc import load_jsonc
+from fcn_tf.utils.jsonc import MAX_DEPTH, load_jsonc, nesting_depth
 from fcn_tf.utils.schema import ConfigError, parse_section, to_dict
 from fcn_tf.utils.schema import field as _f
 from fcn_tf.utils.names import unknown_key_message
@@ -85,7 +85,7 @@ class TrainConfig:
     steps_per_epoch: int | None = _f(min=1, help="null = one pass over the training split")
     validation_split: str | None = _f("val", help="split evaluated after each epoch (null: none)")
     optimizer: str = _f("adam", choices=("sgd", "adam", "adamw"), help="optimizer")
-    learning_rate: float = _f(1e-3, min=0.0, help="base learning rate")
+    learning_rate: float = _f(1e-3, above=0.0, help="base learning rate")
     momentum: float = _f(0.9, min=0.0, max=1.0, help="SGD momentum")
     nesterov: bool = _f(False, help="SGD Nesterov momentum")
     weight_decay: float = _f(0.0, min=0.0, help="decoupled weight decay (adamw, sgd)")
@@ -111,7 +111,8 @@ class TrainConfig:
         "none", choices=("none", "mirrored", "multi_worker"), help="tf.distribute strategy"
     )
     freeze_backbone_epochs: int = _f(0, min=0, help="train only the head for this many epochs")
-    seed: int = _f(0, help="seed of initialisation, data order and augmentation")
+    seed: int = _f(0, min=0, max=2**32 - 1,
+                   help="seed of initialisation, data order and augmentation")
     check_dataset: bool = _f(True, help="run the cheap dataset checks before training")
     divergence_factor: float | None = _f(
         100.0, min=1.0, help="stop when the running loss exceeds this many times the first "
@@ -121,9 +122,11 @@ class TrainConfig:
 @dataclasses.dataclass
 class EvalConfig:
     split: str = _f("val", help="split evaluated at the end of training")
-    scales: list[float] = _f(factory=lambda: [1.0], min=0.1, max=4.0, help="test-time scales")
+    scales: list[float] = _f(factory=lambda: [1.0], min=0.1, max=4.0, min_items=1,
+                             help="test-time scales")
     flip: bool = _f(False, help="also average the horizontally flipped prediction")
-    window: tuple[int, int] | None = _f(min=8, help="sliding-window size [h, w]; null = whole image")
+    window: tuple[int, int] | None = _f(min=8, max=16384,
+                                        help="sliding-window size [h, w]; null = whole image")
     overlap: float = _f(0.5, min=0.0, max=0.9, help="sliding-window overlap fraction")
 
 
@@ -131,6 +134,13 @@ class EvalConfig:
 class ExportConfig:
     enabled: bool = _f(False, help="export a SavedModel at the end of training")
     tflite: bool = _f(False, help="also write a TFLite model")
+
+    def __post_init__(self):
+        if self.tflite and not self.enabled:
+            raise ConfigError(
+                "export.tflite: true, but export.enabled is false, so nothing would be "
+                "exported. Set export.enabled to true as well (or tflite to false)."
+            )
 
 
 @dataclasses.dataclass
@@ -141,6 +151,32 @@ class OutputConfig:
     sample_images: int = _f(4, min=0, max=32,
                             help="validation images drawn in predictions.png, spread over the split")
 
+    def __post_init__(self):
+        check_run_name(self.name)
+
+
+# Room for the "-N" suffix of later runs within a file system's 255-byte names.
+MAX_NAME_BYTES = 200
+
+
+def check_run_name(name):
+    """Refuse an ``output.name`` that is not one plain folder name."""
+    problem = None
+    if name.strip() in ("", ".", ".."):
+        problem = "it names no folder of its own"
+    elif any(sep in name for sep in ("/", "\\")):
+        problem = "it holds a path separator"
+    elif any(ord(c) < 32 for c in name):
+        problem = "it holds a control character"
+    elif len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        problem = f"it is longer than {MAX_NAME_BYTES} bytes"
+    if problem:
+        raise ConfigError(
+            f"output.name: expected one folder name (the run folder inside output.dir), "
+            f"received {name!r}: {problem}. Use a plain name such as \"run\" and put the "
+            "parent folder in output.dir."
+        )
+
 
 SECTIONS = {
     "model": ModelConfig,
@@ -149,6 +185,8 @@ SECTIONS = {
     "export": ExportConfig,
     "output": OutputConfig,
 }
+# Every top-level key of a config, in the order the effective config is written.
+SECTION_NAMES = ("model", "data", "train", "eval", "export", "output")
 
 
 @dataclasses.dataclass
@@ -164,38 +202,54 @@ class Config:
     source: str | None = None
 
     def to_dict(self):
-        out = {name: to_dict(getattr(self, name)) for name in (*SECTIONS, "data")}
-        return {k: out[k] for k in ("model", "data", "train", "eval", "export", "output")}
+        return {name: to_dict(getattr(self, name)) for name in SECTION_NAMES}
 
 
-def _parse_value(text):
+def _parse_value(text, item):
     """A ``--set`` value: JSON if it parses (numbers, true, lists), else a string."""
+    too_deep = ConfigError(f"--set {_shown(item)}: the value nests lists or objects more "
+                           f"than {MAX_DEPTH} levels deep.")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         return text
+    except RecursionError:
+        raise too_deep from None
+    if nesting_depth(value) > MAX_DEPTH:
+        raise too_deep
+    return value
+
+
+def _shown(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
 def apply_overrides(document, overrides):
     """Apply ``["train.epochs=3", "model.options.base_filters=8"]`` to a raw document."""
+    if overrides and not isinstance(document, dict):
+        raise ConfigError("expected a config object ({...}) to apply --set to, received "
+                          f"{type(document).__name__}.")
     for item in overrides or ():
         if "=" not in item:
             raise ConfigError(
-                f"--set {item!r}: expected section.key=value, e.g. --set train.epochs=3."
+                f"--set {_shown(item)}: expected section.key=value, e.g. --set train.epochs=3."
             )
         path, value = item.split("=", 1)
         keys = path.strip().split(".")
-        if len(keys) < 2:
+        if len(keys) < 2 or not all(k.strip() for k in keys):
             raise ConfigError(
-                f"--set {item!r}: expected section.key=value, e.g. --set train.epochs=3."
+                f"--set {_shown(item)}: expected section.key=value, e.g. --set train.epochs=3."
             )
         node = document
         for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: '{key}' is not a section.")
-            node = child
-        node[keys[-1]] = _parse_value(value)
+            if node.get(key) is None:  # absent or null: the defaults, to be overridden
+                node[key] = {}
+            if not isinstance(node[key], dict):
+                raise ConfigError(f"--set {_shown(item)}: '{key}' is not a section (it holds "
+                                  f"{_shown(node[key])}).")
+            node = node[key]
+        node[keys[-1]] = _parse_value(value, item)
     return document
 
 
@@ -203,11 +257,10 @@ def parse_config(document, base_dir=None, source=None):
     """Validate a raw config document (a dict) into a :class:`Config`."""
     if not isinstance(document, dict):
         raise ConfigError(f"{source or 'config'}: expected a JSON object at top level.")
-    valid = (*SECTIONS, "data")
     for key in document:
-        if key not in valid:
+        if key not in SECTION_NAMES:
             raise ConfigError(unknown_key_message(
-                key, source or "config", sorted(valid), kind="section", plural="sections"))
+                key, source or "config", sorted(SECTION_NAMES), kind="section", plural="sections"))
     sections = {
         name: parse_section(cls, document.get(name), name, base_dir)
         for name, cls in SECTIONS.items()
@@ -222,6 +275,8 @@ def load_config(path, overrides=()):
     document = apply_overrides(load_jsonc(path), overrides)
     base_dir = os.path.dirname(os.path.abspath(path))
     try:
-        return parse_config(document, base_dir, source=path)
+        config = parse_config(document, base_dir)  # the message gets the path once, here
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    config.source = path
+    return config

@@ -8,15 +8,22 @@ resolves fields marked ``path`` against the config file's folder.
 Field metadata understood here:
 
 - ``choices``: allowed values;
-- ``min`` / ``max``: inclusive numeric bounds;
+- ``min`` / ``max``: inclusive numeric bounds (of every number in a list,
+  nested lists included); ``above``: an exclusive lower bound;
+- ``min_items``: the fewest items a list may hold;
 - ``path``: the string (or each string of a list) is a path, resolved against
-  ``base_dir``;
+  ``base_dir``; an empty path is refused (``null`` means none);
 - ``keywords``: with ``path``, strings that name a source instead of a file
   (``model.weights: "imagenet"``) and are kept as they are;
 - ``help``: one line used in error messages.
+
+NaN and infinity are refused for every key, in any section: Python's JSON
+reader accepts ``NaN`` and ``Infinity``, and a non-finite number in a config
+only ever fails later, far from its cause. Integers must fit in 64 bits.
 """
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -47,10 +54,29 @@ def _type_name(tp):
     return getattr(tp, "__name__", str(tp))
 
 
+INT64 = 2**63
+
+
+def _check_finite(value, key):
+    """Refuse NaN and infinity in ``value`` and, for free-form values, anything inside it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(
+            f"{key}: expected a finite number, received {value}. NaN and Infinity are not "
+            "valid config values."
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}[{i}]")
+
+
 def _convert(value, tp, key, base_dir, is_path):
     """Check ``value`` against the annotation ``tp``; return the converted value."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    _check_finite(value, key)
     if tp is typing.Any:
         return value
     if origin in (typing.Union, types.UnionType):
@@ -60,6 +86,9 @@ def _convert(value, tp, key, base_dir, is_path):
                 return _convert(value, arg, key, base_dir, is_path)
             except ConfigError as error:
                 errors.append(error)
+        others = [e for a, e in zip(args, errors) if a is not type(None)]
+        if value is not None and len(others) == 1:
+            raise others[0]  # "X or null" given a non-null value: X's own message
         raise ConfigError(
             f"{key}: expected {_type_name(tp)}, received {value!r} "
             f"({type(value).__name__})."
@@ -118,11 +147,13 @@ def _convert(value, tp, key, base_dir, is_path):
             return value
         raise ConfigError(f"{key}: expected true or false, received {value!r}.")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, received {value!r}.")
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, received {value!r}.")
+        if not -INT64 <= value < INT64:
+            raise ConfigError(f"{key}: {value} is too large for a 64-bit integer.")
+        return value
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -130,6 +161,11 @@ def _convert(value, tp, key, base_dir, is_path):
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, received {value!r}.")
+        if is_path and not value.strip():
+            raise ConfigError(f"{key}: expected a path, received an empty string. Use null "
+                              "for none, or \".\" for the config file's folder.")
+        if is_path and "\0" in value:
+            raise ConfigError(f"{key}: a path cannot hold a NUL character, received {value!r}.")
         if is_path and base_dir is not None:
             value = os.path.normpath(
                 os.path.join(base_dir, os.path.expanduser(value))
@@ -148,14 +184,31 @@ def _check_bounds(value, meta, key):
             f"{key}: expected one of {', '.join(repr(c) for c in meta['choices'])}, "
             f"received {value!r}.{hint}"
         )
-    values = value if isinstance(value, (list, tuple)) else [value]
-    for v in values:
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            continue
-        if "min" in meta and v < meta["min"]:
-            raise ConfigError(f"{key}: must be >= {meta['min']}, received {value!r}.")
-        if "max" in meta and v > meta["max"]:
-            raise ConfigError(f"{key}: must be <= {meta['max']}, received {value!r}.")
+    if isinstance(value, (list, tuple)) and len(value) < meta.get("min_items", 0):
+        raise ConfigError(f"{key}: expected at least {meta['min_items']} value(s), received "
+                          f"{list(value)!r}.")
+    _check_range(value, meta, key, value)
+
+
+def _check_range(value, meta, key, whole):
+    """``min``, ``max`` and ``above`` of every number in ``value``, nested lists included."""
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_range(v, meta, f"{key}[{i}]", whole)
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    received = f"received {value!r}" + ("" if value is whole else f" (in {_plain(whole)!r})")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{key}: must be >= {meta['min']}, {received}.")
+    if "above" in meta and value <= meta["above"]:
+        raise ConfigError(f"{key}: must be > {meta['above']}, {received}.")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{key}: must be <= {meta['max']}, {received}.")
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def field(default=None, factory=None, help="", **meta):
