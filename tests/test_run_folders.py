@@ -1,7 +1,10 @@
-"""Run folders: the lock, folders made only after every check, and the bad inputs of issue 19."""
+"""Run folders: the lock, folders made only after every check, the bad inputs of issue 19,
+which folders are run folders, file modes and valid JSON (issue 26)."""
 
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -13,7 +16,21 @@ import pytest
 from fcn_tf import evaluate, predict, train
 from fcn_tf.config.run_config import load_config
 from fcn_tf.runs import RunFolderLocked, RunLock
-from fcn_tf.runs.folder import choose_run_dir
+from fcn_tf.runs.files import (
+    RUN_MARKER,
+    DamagedFileError,
+    atomic_write_json,
+    atomic_write_text,
+    current_umask,
+    make_temp_dir,
+)
+from fcn_tf.runs.folder import (
+    RunFolderError,
+    choose_run_dir,
+    create_run_dir,
+    is_run_folder,
+    read_state,
+)
 from fcn_tf.training.callbacks import StopOnNaN
 from test_inference import make_run_folder
 from train_fixtures import tiny_config, write_config
@@ -302,3 +319,99 @@ def test_a_run_started_before_a_config_key_existed_resumes_when_the_key_is_at_it
     changed["train"]["epochs"] = 3  # a key the saved config has, changed
     with pytest.raises(ValueError, match=r"differs at: train\.epochs\)"):
         choose_run_dir(str(tmp_path / "runs"), "tiny", changed)
+
+
+def _tree(folder):
+    """``{relative path: bytes}`` of every file under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_only_run_folders_are_written_into_and_only_eval_export_output_may_change(tmp_path):
+    effective = load_config(str(write_config(tmp_path, tiny_config(tmp_path)))).to_dict()
+    parent = tmp_path / "runs"
+    mine = parent / "tiny"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    (mine / "checkpoints" / "epoch0001.keras").write_bytes(b"my model")
+    before = _tree(parent)
+    with pytest.raises(RunFolderError, match=r"tiny exists but is not a run folder of fcn_tf "
+                                             r"\(it holds checkpoints, history.csv and no "
+                                             r"fcn_tf-run.json\)"):
+        choose_run_dir(str(parent), "tiny", effective, create=True)
+    assert _tree(parent) == before and not is_run_folder(str(mine))
+    # fresh=True starts beside it, and the new folder carries the marker.
+    assert choose_run_dir(str(parent), "tiny", effective, fresh=True) == (
+        str(parent / "tiny-2"), False)
+    assert is_run_folder(str(parent / "tiny-2")) and _tree(parent / "tiny") == _tree(mine)
+
+    # The documented way to resume an unrecognised older run folder: an empty marker.
+    (mine / RUN_MARKER).write_text("")
+    assert is_run_folder(str(mine))
+    # A run folder of an older version, without the marker: recognised by its files.
+    older = _unfinished_run(tmp_path / "older", effective)
+    assert is_run_folder(str(older))
+    changed = json.loads(json.dumps(effective))
+    changed["eval"].update(scales=[0.75, 1.0], flip=True)  # the end of the run: may change
+    changed["export"]["enabled"] = True
+    changed["output"]["sample_images"] = 0
+    assert choose_run_dir(str(tmp_path / "older"), "tiny", changed) == (str(older), True)
+    changed["data"]["crop_size"] = [16, 16]  # what is trained on: may not
+    with pytest.raises(ValueError, match=r"differs at: data\.crop_size\). Run with the same "
+                                         r"config to resume it \(only the eval, export and "
+                                         r"output sections may change\)"):
+        choose_run_dir(str(tmp_path / "older"), "tiny", changed)
+    # An empty folder (the user made it, or a run died before its marker) is taken.
+    (tmp_path / "empty" / "tiny").mkdir(parents=True)
+    assert choose_run_dir(str(tmp_path / "empty"), "tiny", effective) == (
+        str(tmp_path / "empty" / "tiny"), False)
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755),
+                                                         (0o027, 0o640, 0o750),
+                                                         (0o077, 0o600, 0o700)])
+def test_run_files_and_temporary_folders_get_the_umasks_mode(tmp_path, umask, file_mode,
+                                                              dir_mode):
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_json(str(tmp_path / "state.json"), {"epochs_completed": 1})
+        atomic_write_text(str(tmp_path / "history.csv"), "epoch\n1\n")
+        folder = make_temp_dir(str(tmp_path))
+        create_run_dir(str(tmp_path / "run"))
+    finally:
+        os.umask(old)
+    for name in ("state.json", "history.csv", os.path.join("run", RUN_MARKER)):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == file_mode, name
+    for path in (folder, tmp_path / "run"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == dir_mode, path
+    assert os.path.basename(folder).startswith(".tmp-") and os.listdir(folder) == []
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-") and n !=
+                os.path.basename(folder)]  # no temporary file left by the atomic writes
+
+
+def test_json_files_stay_valid_json_when_a_metric_is_nan(tmp_path):
+    path = tmp_path / "metrics.json"
+    nan, inf = float("nan"), float("inf")
+    atomic_write_json(str(path), {"mean_iou": nan, "per_class_iou": [0.5, inf, -inf],
+                                  "nested": {"accuracy": nan, "count": 3}})
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "mean_iou": None, "per_class_iou": [0.5, None, None],
+        "nested": {"accuracy": None, "count": 3}}
+
+
+def test_a_damaged_or_edited_state_is_refused_naming_the_file(tmp_path):
+    (tmp_path / "state.json").write_text('{"epochs_completed": 1,')
+    with pytest.raises(DamagedFileError, match=r"state.json is not valid JSON \(line 1, column 24"):
+        read_state(str(tmp_path))
+    for state, problem in (
+            ({"epochs_completed": "2"}, "epochs_completed is '2', expected a whole number"),
+            ({"checkpoint": "/etc/passwd"}, "checkpoint is '/etc/passwd', expected"),
+            ({"checkpoint": "checkpoints/../../x.keras"}, "checkpoint is 'checkpoints/../../x"),
+            ({"history": {"epoch": 1}}, "history is not a list of epoch records")):
+        (tmp_path / "state.json").write_text(json.dumps(state))
+        with pytest.raises(RunFolderError, match=re.escape(problem)):
+            read_state(str(tmp_path))

@@ -5,6 +5,14 @@ moved into place with :func:`os.replace`, which is atomic on POSIX and
 Windows, so a crash at any moment (``kill -9`` included) leaves either the
 old file or the new one, never half of one.
 
+Files and folders get the permissions the user's umask gives (0644 and 0755
+under umask 022), like any file the user makes: :mod:`tempfile` would make
+them 0600 and 0700, unreadable to the others sharing a folder.
+:func:`make_temp_dir` is the folder counterpart, for a temporary folder that
+is renamed into place (an export). JSON is always valid JSON: NaN and
+infinity (a metric of a split with no labelled pixel) are written as
+``null``.
+
 Example:
     >>> import tempfile, os
     >>> folder = tempfile.mkdtemp()
@@ -14,6 +22,7 @@ Example:
 """
 
 import json
+import math
 import os
 import tempfile
 
@@ -30,6 +39,8 @@ PREDICTIONS_FILE = "predictions.png"
 TENSORBOARD_DIR = "tensorboard"
 EXPORT_DIR = "export"
 LOCK_FILE = ".lock"
+# Written first into every run folder this package makes; see fcn_tf.runs.folder.
+RUN_MARKER = "fcn_tf-run.json"
 WORKERS_DIR = ".workers"
 # What an exported SavedModel folder holds next to saved_model.pb.
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -43,11 +54,47 @@ def eval_dir_name(split):
     return f"eval-{split}"
 
 
+class DamagedFileError(ValueError):
+    """A JSON file of a run folder or export that cannot be read; the message names it."""
+
+
+def current_umask():
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path):
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would have: 0666/0777 less the umask."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
+def make_temp_dir(parent, prefix=TMP_PREFIX):
+    """A new, empty temporary folder in ``parent`` with the umask's mode (not 0700).
+
+    For a folder that is built in place and then renamed to its final name,
+    so that it ends up as readable as one made with ``mkdir``.
+    """
+    folder = tempfile.mkdtemp(dir=parent, prefix=prefix)
+    apply_umask(folder)
+    return folder
+
+
 def atomic_write_text(path, text):
     """Write ``text`` to ``path`` atomically (temp file + ``os.replace``)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.basename(path))
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -60,8 +107,20 @@ def atomic_write_text(path, text):
 
 
 def atomic_write_json(path, data):
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented JSON to ``path`` atomically; NaN and infinity become ``null``."""
+    text = json.dumps(finite_json(data), indent=2, sort_keys=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def finite_json(data):
+    """``data`` with every non-finite float (NaN, infinity) replaced by ``None``."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
 
 
 def atomic_save_model(model, path):
@@ -77,8 +136,21 @@ def atomic_save_model(model, path):
 
 
 def read_json(path):
-    """The JSON document at ``path``, or ``None`` when there is no such file."""
+    """The JSON document at ``path``, or ``None`` when there is no such file.
+
+    Raises:
+        DamagedFileError: the file is not UTF-8 JSON (truncated, edited or
+            overwritten); the message names it.
+    """
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        reason = f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except RecursionError:
+        reason = "nested too deeply"
+    raise DamagedFileError(f"{path} is {reason}: the file is damaged or was edited.")

@@ -1,11 +1,25 @@
 """A run folder's layout: which folder to use, its checkpoints, config and normalisation.
 
-A run folder holds ``state.json`` (the last completed epoch, the best
-metric, which checkpoint is current, whether the run finished),
-``config.json`` (the effective config), ``preprocessing.json``,
-``best.keras``, ``checkpoints/``, logs and figures (names in
-:mod:`fcn_tf.runs.files`). ``state.json`` is replaced only after the
-checkpoint it names is complete.
+A run folder holds ``fcn_tf-run.json`` (its marker, written first),
+``state.json`` (the last completed epoch, the best metric, which checkpoint
+is current, whether the run finished), ``config.json`` (the effective
+config), ``preprocessing.json``, ``best.keras``, ``checkpoints/``, logs and
+figures (names in :mod:`fcn_tf.runs.files`). ``state.json`` is replaced only
+after the checkpoint it names is complete.
+
+Which folders training writes into (:func:`is_run_folder`): a folder with
+the marker; a folder from a version before the marker, recognised by what
+that version wrote (a ``config.json`` whose top-level keys are config
+sections, model, data and train among them, or a ``state.json`` with
+``epochs_completed`` and ``finished``); or a folder holding nothing, or only
+a lock and temporary files. Any other existing folder is the user's: training
+refuses it before writing anything. An older run folder that is not
+recognised can be resumed after creating an empty ``fcn_tf-run.json`` in it.
+
+Which keys may change when a run is resumed: those of the ``eval``,
+``export`` and ``output`` sections (they act after training, or only on how
+it is shown and where the folder is); ``model``, ``data`` and ``train`` must
+match, else the run is another run.
 
 Example:
     >>> import tempfile
@@ -15,25 +29,146 @@ Example:
 """
 
 import os
+import re
 
-from fcn_tf.config.run_config import parse_config
+from fcn_tf.config.run_config import SECTION_NAMES, parse_config
 from fcn_tf.data.palette import default_class_names, default_colors
 from fcn_tf.models import default_preprocessing, get_model_spec, list_backbones, list_models
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.runs.files import (
     BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
     CONFIG_FILE,
+    CURVES_FILE,
+    EXPORT_DIR,
+    HISTORY_FILE,
     KERAS_SUFFIX,
+    LOCK_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
     PREPROCESSING_FILE,
+    RUN_MARKER,
     SAVED_MODEL_FILE,
     STATE_FILE,
+    TENSORBOARD_DIR,
+    TMP_PREFIX,
+    WORKERS_DIR,
+    DamagedFileError,
+    atomic_write_json,
     read_json,
 )
 
+# Sections whose keys may change when an unfinished run is resumed (see module doc).
+RESUMABLE_SECTIONS = ("eval", "export", "output")
+# What the files and folders of a run folder must be when they exist.
+_RUN_FILES = (RUN_MARKER, STATE_FILE, CONFIG_FILE, PREPROCESSING_FILE, BEST_CHECKPOINT,
+              METRICS_FILE, HISTORY_FILE, CURVES_FILE, PREDICTIONS_FILE, LOCK_FILE)
+_RUN_DIRS = (CHECKPOINT_DIR, TENSORBOARD_DIR, EXPORT_DIR)
+# state.json's checkpoint: a .keras file directly inside checkpoints/.
+_CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_DIR}/[^/\\]+\.keras$")
+_FRESH_HINT = ("Restore it, or pass fresh=True to start a new run folder beside it (this one "
+               "is kept as it is).")
+
+
+class RunFolderError(ValueError):
+    """A folder that is not a usable run folder; the message names it and the fix."""
+
 
 def read_state(run_dir):
-    """The run's ``state.json`` as a dict, or ``None`` if there is none yet."""
-    return read_json(os.path.join(run_dir, STATE_FILE))
+    """The run's ``state.json`` as a dict, or ``None`` if there is none yet.
+
+    Raises:
+        DamagedFileError: not JSON. RunFolderError: JSON, but not a state
+            this package writes (e.g. a checkpoint outside ``checkpoints/``).
+    """
+    path = os.path.join(run_dir, STATE_FILE)
+    state = read_json(path)
+    problem = None if state is None else _state_problem(state)
+    if problem:
+        raise RunFolderError(f"{path}: {problem}; the file is damaged or was edited.")
+    return state
+
+
+def _state_problem(state):
+    if not isinstance(state, dict):
+        return f"expected a JSON object, received {type(state).__name__}"
+    done = state.get("epochs_completed", 0)
+    if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+        return f"epochs_completed is {done!r}, expected a whole number >= 0"
+    checkpoint = state.get("checkpoint")
+    if checkpoint is not None and not (isinstance(checkpoint, str)
+                                       and _CHECKPOINT_NAME.match(checkpoint)):
+        return (f"checkpoint is {checkpoint!r}, expected {CHECKPOINT_DIR}/epochNNNN.keras "
+                "inside the run folder")
+    history = state.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        return "history is not a list of epoch records"
+    return None
+
+
+def is_run_folder(path):
+    """Whether ``path`` is a run folder this package wrote (marker, or an older run's files)."""
+    if os.path.isfile(os.path.join(path, RUN_MARKER)):
+        return True
+    config, state = (_quietly_read(os.path.join(path, name)) for name in (CONFIG_FILE, STATE_FILE))
+    from_config = (isinstance(config, dict) and set(config) <= set(SECTION_NAMES)
+                   and {"model", "data", "train"} <= set(config))
+    from_state = isinstance(state, dict) and {"epochs_completed", "finished"} <= set(state)
+    return from_config or from_state
+
+
+def _quietly_read(path):
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _holds_nothing_of_its_own(path):
+    """Whether ``path`` is empty but for a lock and temporary files (a run that died early)."""
+    return all(name in (LOCK_FILE, WORKERS_DIR) or name.startswith(TMP_PREFIX)
+               for name in os.listdir(path))
+
+
+def check_run_folder(path):
+    """Raise :class:`RunFolderError` unless training may write into the existing ``path``.
+
+    ``path`` must be a folder, a run folder (:func:`is_run_folder`) or one
+    that holds nothing yet, and its known files and folders must be files
+    and folders.
+    """
+    if not os.path.isdir(path):
+        what = "a broken link" if not os.path.exists(path) else "a file"
+        raise RunFolderError(
+            f"output.name: {path} is {what}, not a run folder; nothing was written. Give "
+            "output.name another name, or move it away."
+        )
+    if not (is_run_folder(path) or _holds_nothing_of_its_own(path)):
+        names = sorted(os.listdir(path))
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise RunFolderError(
+            f"output.name: {path} exists but is not a run folder of fcn_tf (it holds {shown} "
+            f"and no {RUN_MARKER}); training writes only into folders it made, so nothing "
+            "was written. Give output.name another name (or output.dir another folder), move "
+            "the folder away, or pass fresh=True to start a new run folder beside it. If it "
+            f"is a run folder of an older fcn_tf, create an empty file {RUN_MARKER} in it "
+            "to resume it."
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunFolderError(
+            f"{path} is not writable by this user, so its run cannot be resumed here. Ask "
+            "its owner, give output.name another name, or pass fresh=True to start a new run "
+            "folder beside it."
+        )
+    for names, check, kind in ((_RUN_FILES, os.path.isfile, "file"),
+                               (_RUN_DIRS, os.path.isdir, "folder")):
+        for name in names:
+            item = os.path.join(path, name)
+            if os.path.lexists(item) and not check(item):
+                raise RunFolderError(
+                    f"{item} should be the run's {name} {kind} but is not a {kind}. Move it "
+                    "away, or pass fresh=True to start a new run folder beside this one."
+                )
 
 
 def _candidates(parent, name):
@@ -63,8 +198,10 @@ def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
 
     The folders ``name``, ``name-2``, ``name-3`` ... are looked at in order.
     The last existing one is resumed if it is unfinished and was started
-    with the same config; a finished run is never touched: a new folder is
-    named next to it. ``fresh=True`` always names a new folder.
+    with the same config (keys of :data:`RESUMABLE_SECTIONS` may differ); a
+    finished run is never touched: a new folder is named next to it. An
+    existing folder that is not a run folder is refused (see the module
+    doc). ``fresh=True`` always names a new folder.
 
     Args:
         parent: the folder holding run folders.
@@ -78,30 +215,38 @@ def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
         ``(run_dir, resuming)``; ``resuming`` is true when ``state.json`` exists.
 
     Raises:
-        ValueError: an unfinished run exists with a different config.
+        RunFolderError: the folder is not a run folder, or its state or
+            config is damaged. ValueError: an unfinished run exists with a
+            different config.
     """
     check_parent(parent)
     last = None
     for candidate in _candidates(parent, name):
-        if not os.path.exists(candidate):
+        if not os.path.lexists(candidate):
             break
         last = candidate
     if last is not None and not fresh:
-        state = read_state(last)
+        check_run_folder(last)
+        try:
+            state = read_state(last)
+            saved = read_config_dict(last)
+        except (DamagedFileError, RunFolderError) as error:
+            raise RunFolderError(f"{error} {_FRESH_HINT}") from None
         if state is None or not state.get("finished"):
-            saved = read_json(os.path.join(last, CONFIG_FILE))
-            differing = [] if saved is None else _config_changes(saved, effective_config)
+            differing = [] if saved is None else config_changes(saved, effective_config)
+            differing = [key for key in differing if not may_change_on_resume(key)]
             if differing:
                 raise ValueError(
                     f"Run folder {last} holds an unfinished run started with a different "
                     f"config (differs at: {', '.join(differing[:8])}). Run with the same "
-                    "config to resume it, or pass fresh=True to start a new run folder "
-                    "(or give output.name a new name)."
+                    "config to resume it (only the eval, export and output sections may "
+                    "change), or pass fresh=True to start a new run folder (or give "
+                    "output.name a new name)."
                 )
             # No state yet: the run stopped before its first epoch ended.
             return last, state is not None
     for candidate in _candidates(parent, name):
-        if not os.path.exists(candidate):
+        if not os.path.lexists(candidate):
             if create:
                 create_run_dir(candidate)
             return candidate, False
@@ -109,15 +254,31 @@ def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
 
 
 def create_run_dir(run_dir):
-    """Make ``run_dir`` (and its parents); an existing folder is reused as it is."""
+    """Make ``run_dir`` (and its parents) with its marker; an existing folder gets the marker.
+
+    Called for a new folder, and for an existing one that
+    :func:`check_run_folder` accepted once it is locked, so that every folder
+    training works in carries the marker before any other file.
+    """
     os.makedirs(run_dir, exist_ok=True)
+    marker = os.path.join(run_dir, RUN_MARKER)
+    if not os.path.exists(marker):
+        atomic_write_json(marker, {
+            "written_by": "fcn_tf", "kind": "run folder", "format": 1,
+            "about": "python -m fcn_tf.train writes and resumes only folders holding this file",
+        })
     return run_dir
+
+
+def may_change_on_resume(key):
+    """Whether the dotted config ``key`` may differ when a run is resumed."""
+    return key.split(".", 1)[0] in RESUMABLE_SECTIONS
 
 
 _ABSENT = object()
 
 
-def _config_changes(saved, effective):
+def config_changes(saved, effective):
     """The dotted keys where ``effective`` differs from a run's saved config.
 
     A key the saved config lacks (added to the package after the run started)
@@ -214,8 +375,13 @@ def resolve_checkpoint(path):
 
 
 def read_config_dict(run_dir):
-    """The raw ``config.json`` of a run folder, or ``None``."""
-    return read_json(os.path.join(run_dir, CONFIG_FILE))
+    """The raw ``config.json`` of a run folder, or ``None``; a non-object raises RunFolderError."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    document = read_json(path)
+    if document is not None and not isinstance(document, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, received "
+                             f"{type(document).__name__}; the file is damaged or was edited.")
+    return document
 
 
 def read_run_config(run_dir, document=None):
