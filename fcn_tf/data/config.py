@@ -99,7 +99,8 @@ class DataConfig:
     ignore_label: int = _field(255, min=0, max=255, help="mask value ignored by losses and metrics")
     ignore_values: list[int] = _field(factory=list, min=0, max=255, help="raw mask values mapped to ignore_label")
     image_channels: int = _field(3, choices=(1, 3), help="channels the model takes")
-    crop_size: tuple[int, int] = _field((128, 128), min=8, help="training crop [height, width]")
+    crop_size: tuple[int, int] = _field((128, 128), min=8, max=16384,
+                                        help="training crop [height, width]")
     eval_pad_multiple: int = _field(32, min=1, help="eval batches padded to a multiple of this")
     augment: AugmentConfig = _field(factory=AugmentConfig, help="training augmentation")
     cache: str = _field("auto", choices=("auto", "memory", "off"), help="keep decoded data in memory")
