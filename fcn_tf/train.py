@@ -2,7 +2,8 @@
 
 Trains the model described by a commented-JSON config. Running the same
 command again after an interruption resumes the run; a finished run is never
-overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made). Progress
+overwritten (a new run folder ``NAME-2``, ``NAME-3`` ... is made), and an
+existing folder that is not a run folder is never written into. Progress
 bars are drawn on a terminal; written to a file or pipe, the output is one
 line per epoch.
 """
@@ -19,7 +20,7 @@ from fcn_tf.config.run_config import load_config
 from fcn_tf.data import DatasetError
 from fcn_tf.runs import RunFolderLocked
 from fcn_tf.training.callbacks import TrainingDiverged
-from fcn_tf.training.trainer import train
+from fcn_tf.training.trainer import RunEndFailed, train
 from fcn_tf.utils.cli import progress_verbosity, report_error
 
 
@@ -38,8 +39,8 @@ def main(argv=None):
     try:
         config = load_config(args.config, args.overrides)
         result = train(config, fresh=args.fresh, verbose=progress_verbosity(args.quiet))
-    except (ConfigError, DatasetError, TrainingDiverged, RunFolderLocked, FileNotFoundError,
-            ValueError) as error:
+    except (ConfigError, DatasetError, TrainingDiverged, RunFolderLocked, RunEndFailed,
+            FileNotFoundError, ValueError) as error:
         return report_error(error, {"fresh": "--fresh"})
     except tf.errors.InvalidArgumentError as error:
         # A data check inside the input pipeline (mask values, image and mask sizes).

@@ -1,4 +1,5 @@
-"""``python -m fcn_tf.train``: run folders, resume after kill -9, divergence, config errors."""
+"""``python -m fcn_tf.train``: run folders, resume after kill -9, divergence, config errors,
+finishing a run whose end failed."""
 
 import json
 import os
@@ -13,7 +14,9 @@ from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
 from fcn_tf.data.decode import read_mask_array
 from fcn_tf.preprocessing import Preprocessing
+from fcn_tf.runs.files import RUN_MARKER
 from fcn_tf.train import main
+from fcn_tf.training import trainer
 from fcn_tf.training.trainer import _sample_batch
 from fcn_tf.utils.cli import progress_verbosity
 from train_fixtures import tiny_config, write_config
@@ -183,3 +186,37 @@ def test_prediction_pictures_spread_over_the_split_at_each_image_size(tmp_path):
     for index, image, mask in zip(picks, images, masks):
         assert image.shape == (32, 32, 3) and 0.0 <= image.min() and image.max() <= 1.0
         np.testing.assert_array_equal(mask, read_mask_array(files[index][1], config.data))
+
+
+def test_a_failed_end_of_run_keeps_the_model_and_the_same_command_finishes_it(
+        tmp_path, capsys, monkeypatch):
+    path = write_config(tmp_path, tiny_config(tmp_path, train={"epochs": 1}))
+
+    def broken(*args, **kwargs):
+        raise ValueError("the evaluation broke")
+
+    real = trainer.evaluate_split
+    monkeypatch.setattr(trainer, "evaluate_split", broken)
+    assert main([str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "training finished (1 epochs, checkpoints kept in" in err
+    assert "ValueError: the evaluation broke" in err and "run the same command again" in err
+    run = tmp_path / "runs" / "tiny"
+    state = json.loads((run / "state.json").read_text())
+    assert state["epochs_completed"] == 1 and not state["finished"]
+    trained = (run / state["checkpoint"]).read_bytes()
+
+    # Corrected (an eval key changed), on a folder of an older version (no marker): the same
+    # command skips the training and finishes the run.
+    monkeypatch.setattr(trainer, "evaluate_split", real)
+    os.remove(run / RUN_MARKER)
+    assert main([str(path), "--quiet", "--set", "eval.flip=true"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming after epoch 1" in out and "Training is complete (1 epochs)" in out
+    assert "Changed since the run started (taken from this config): eval.flip" in out
+    state = json.loads((run / "state.json").read_text())
+    assert state["finished"] and len(state["history"]) == 1
+    assert (run / state["checkpoint"]).read_bytes() == trained  # not trained again
+    assert json.loads((run / "config.json").read_text())["eval"]["flip"] is True
+    assert json.loads((run / "metrics.json").read_text())["mean_iou"] >= 0.0
+    assert (run / RUN_MARKER).exists()

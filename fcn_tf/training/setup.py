@@ -11,7 +11,13 @@ import keras
 import tensorflow as tf
 
 from fcn_tf.config import ConfigError
-from fcn_tf.data import check_dataset, class_pixel_frequencies, median_frequency_weights
+from fcn_tf.data import (
+    check_dataset,
+    class_pixel_frequencies,
+    median_frequency_weights,
+    split_files,
+)
+from fcn_tf.inference import InferenceOptions
 from fcn_tf.losses import BINARY_LOSSES, build_loss
 from fcn_tf.metrics import MeanIoU, PixelAccuracy
 from fcn_tf.models import build_model, default_preprocessing, get_model_spec
@@ -52,8 +58,15 @@ def preflight(config):
     """Checks that cost seconds, run before a run folder is made.
 
     The model name, backbone and options, the weight and checkpoint paths,
-    and the cheap dataset checks; each failure names the setting or file.
+    the final evaluation's options, every split the run reads (train,
+    validation, the final evaluation's) and the cheap dataset checks; each
+    failure names the setting or file. What only fails at the end of a run
+    must fail here, before hours of training.
     """
+    try:
+        InferenceOptions.from_eval_config(config.eval)
+    except ValueError as error:
+        raise ConfigError(f"eval.{error}") from None
     try:
         validate_model_arguments(
             config.model.name, output_channels(config), config.model.backbone, config.model.options
@@ -71,9 +84,13 @@ def preflight(config):
                 f"model.{key}: {path} does not exist. Check the path (relative paths are "
                 "resolved against the config file's folder)."
             )
+    used = ("train", config.train.validation_split, config.eval.split)
+    splits = [split for split in dict.fromkeys(used) if split]
     if config.train.check_dataset:
-        splits = ["train"] + ([config.train.validation_split] if config.train.validation_split else [])
         check_dataset(config.data, splits)
+    else:
+        for split in splits:  # listing only: the split exists and its files pair up
+            split_files(config.data, split)
 
 
 def build_model_from_config(config):
@@ -91,6 +108,12 @@ def build_model_from_config(config):
         )
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
+    except TypeError as error:  # an option of the wrong type, met deep inside the builder
+        raise ConfigError(
+            f"model.options: a value has the wrong type for model {config.model.name!r} "
+            f"({error}); received {dict(config.model.options)}. Give numbers as numbers "
+            "(8, not \"8\") and true/false unquoted."
+        ) from error
 
 
 def initialise_weights(model, config):

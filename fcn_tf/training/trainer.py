@@ -6,6 +6,12 @@ model and optimizer are checkpointed atomically, and running the same command
 again resumes from the last completed epoch. Each epoch's data comes from a
 pipeline seeded with ``data.seed + epoch``, so a resumed run sees the same
 batches, in the same order, as an uninterrupted one.
+
+Training writes only into run folders (see :mod:`fcn_tf.runs.folder`). When
+the end of a run (evaluation, pictures, export) fails, the trained model is
+kept and the run stays unfinished: the same command, with the ``eval``,
+``export`` or ``output`` sections corrected if they were the cause, skips the
+training and does the end again.
 """
 
 import contextlib
@@ -13,6 +19,7 @@ import dataclasses
 import json
 import os
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -33,6 +40,7 @@ from fcn_tf.runs import (
     read_state,
     resolve_checkpoint,
 )
+from fcn_tf.runs.folder import RunFolderError, config_changes, read_config_dict
 from fcn_tf.runs.files import (
     CONFIG_FILE,
     CURVES_FILE,
@@ -56,6 +64,10 @@ from fcn_tf.training.callbacks import (
     StopOnNaN,
     TrainingDiverged,
 )
+
+
+class RunEndFailed(RuntimeError):
+    """Training finished but the end of the run (evaluation, pictures, export) failed."""
 
 
 @dataclasses.dataclass
@@ -181,6 +193,8 @@ def train(config, *, fresh=False, verbose=1):
     # (and locked) only once every check that can fail has passed.
     lock = None if new_folder else RunLock(run_dir).acquire()
     try:
+        if not new_folder:
+            create_run_dir(run_dir)  # a run folder from before the marker gets it now
         return _train_in(config, run_dir, resuming, new_folder, lock, effective, start, verbose)
     finally:
         if lock is not None:
@@ -200,9 +214,15 @@ def _train_in(config, run_dir, resuming, new_folder, lock, effective, start, ver
     with strategy.scope():
         loss = setup.build_loss_from_config(config, setup.class_weights(config))
         if resuming and state.get("checkpoint"):
-            model = keras.models.load_model(os.path.join(run_dir, state["checkpoint"]), compile=True)
+            model = load_checkpoint(os.path.join(run_dir, state["checkpoint"]), compile=True)
             optimizer = model.optimizer
             preprocessing = read_preprocessing(run_dir)
+            if preprocessing is None:
+                raise RunFolderError(
+                    f"{os.path.join(run_dir, PREPROCESSING_FILE)} is missing; the run's "
+                    "checkpoint cannot be resumed without its normalisation. Restore it, or "
+                    "pass fresh=True to start a new run folder beside this one."
+                )
         else:
             model = setup.build_model_from_config(config)
             preprocessing = setup.initialise_weights(model, config)
@@ -222,12 +242,20 @@ def _train_in(config, run_dir, resuming, new_folder, lock, effective, start, ver
 
 def _fit_in(config, run_dir, resuming, state, done, model, optimizer, loss, preprocessing, info,
             steps, strategy, precision, epochs, effective, start, verbose):
-    if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+    saved = read_config_dict(run_dir)
+    changed = [] if saved is None else config_changes(saved, effective)
+    if saved is None or changed:
+        # choose_run_dir let only eval/export/output keys differ: they are the run's now.
         atomic_write_json(os.path.join(run_dir, CONFIG_FILE), effective)
     if not (resuming and state.get("checkpoint")):
         atomic_write_json(os.path.join(run_dir, PREPROCESSING_FILE), preprocessing.to_dict())
     action = f"Resuming after epoch {done}" if resuming else "Starting"
     print(f"{action}: run folder {run_dir}", flush=True)
+    if changed:
+        print(f"Changed since the run started (taken from this config): {', '.join(changed)}",
+              flush=True)
+    if done >= epochs:
+        print(f"Training is complete ({done} epochs); finishing the run.", flush=True)
 
     val = None
     if config.train.validation_split:
@@ -287,7 +315,17 @@ def _fit_in(config, run_dir, resuming, state, done, model, optimizer, loss, prep
             raise TrainingDiverged(nan_stop.message(
                 run_dir, checkpoint_kept=bool(run_state.state.get("checkpoint"))))
 
-    metrics = finish_run(run_dir, config, run_state, preprocessing, info, verbose)
+    try:
+        metrics = finish_run(run_dir, config, run_state, preprocessing, info, verbose)
+    except RunFolderError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure here strands a trained model
+        raise RunEndFailed(
+            f"training finished ({run_state.state['epochs_completed']} epochs, checkpoints kept "
+            f"in {run_dir}) but the end of the run failed: {type(error).__name__}: {error} "
+            "Fix the cause and run the same command again: it skips the training and does "
+            "the end again (the eval, export and output sections may be changed for it)."
+        ) from error
     seconds = time.time() - start
     run_state.mark_finished(seconds_last_session=round(seconds, 1))
     if verbose:
@@ -328,10 +366,31 @@ def write_history(run_dir, history):
     save_curves(os.path.join(run_dir, CURVES_FILE), history)
 
 
+def load_checkpoint(path, compile=False):
+    """``keras.models.load_model(path)`` of a run's checkpoint; errors name the file and the fix.
+
+    Raises:
+        RunFolderError: the file is missing, truncated, or cannot be loaded.
+    """
+    fix = ("Restore it, or pass fresh=True to start a new run folder beside this one (this "
+           "one is kept).")
+    if not os.path.isfile(path):
+        raise RunFolderError(f"checkpoint {path} is missing, but the run folder's state.json "
+                             f"names it. {fix}")
+    if not zipfile.is_zipfile(path):
+        raise RunFolderError(f"checkpoint {path} ({os.path.getsize(path)} bytes) is not a "
+                             f"complete .keras file: it is truncated or damaged. {fix}")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as error:  # noqa: BLE001 - a damaged archive fails in many ways
+        raise RunFolderError(f"checkpoint {path} cannot be loaded ({type(error).__name__}: "
+                             f"{error}). {fix}") from error
+
+
 def finish_run(run_dir, config, run_state, preprocessing, info, verbose=1):
     """Evaluate the best model, draw predictions, and export if asked; return metrics."""
     path = resolve_checkpoint(run_dir)  # best.keras, else the last checkpoint
-    model = keras.models.load_model(path, compile=False)
+    model = load_checkpoint(path)
     metrics = {}
     if config.eval.split:
         metrics = evaluate_split(model, config, preprocessing, config.eval.split, verbose=verbose)
