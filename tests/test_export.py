@@ -2,10 +2,12 @@
 
 In the style of TF Model Garden's ``serving/semantic_segmentation_test.py``:
 the module fixture exports every tiny model of ``tests/model_cases.py`` (plus
-a grayscale and a one-logit binary U-Net) with a TFLite model, computes the
-in-memory Keras outputs at two input sizes, then runs ONE subprocess that
-reloads every SavedModel with ``tf.saved_model.load``, calls both signatures,
-runs every TFLite model, probes the error paths and prints JSON.
+a grayscale and a one-logit binary U-Net), one model per family also as
+LiteRT and ONNX files, computes the in-memory Keras outputs at two input
+sizes, then runs ONE subprocess that reloads every SavedModel with
+``tf.saved_model.load``, calls both signatures, runs every LiteRT file with
+``ai-edge-litert`` and every ONNX file with onnxruntime at both sizes (free
+height and width), probes the error paths and prints JSON.
 """
 
 import json
@@ -23,13 +25,13 @@ from fcn_tf.export import (
     METADATA_FILE,
     SIGNATURE_BYTES,
     SIGNATURE_IMAGES,
-    TFLITE_FILE,
     export_checkpoint,
 )
+from fcn_tf.runtimes import load_artifact
 from model_cases import CASES
 
 SIZES = [(32, 48), (45, 37)]
-TFLITE_SIZE = SIZES[0]
+TFLITE_SIZE = SIZES[0]  # where a test fixes the LiteRT input size
 NUM_CLASSES = 3
 EXTRA_CASES = [
     ("unet-gray", "unet", None, {"base_filters": 4, "depth": 3, "input_channels": 1}, 3),
@@ -37,15 +39,18 @@ EXTRA_CASES = [
 ]
 ALL_CASES = [(f"{n}-{b}", n, b, o, NUM_CLASSES) for n, b, o in CASES] + EXTRA_CASES
 IDS = [case[0] for case in ALL_CASES]
-# TFLite conversion costs 3-20 s per model: one per model family in the
-# default run, the others in test_tflite_float32_for_the_other_cases (slow).
-TFLITE_CASES = ["unet-unet_encoder", "fcn8s-vgg16", "deeplabv3plus-mobilenet_v2", "unet-gray"]
+# LiteRT + ONNX conversion costs 5-25 s per model: one per model family in the
+# default run, the others in test_litert_and_onnx_for_the_other_cases (slow).
+ARTIFACT_CASES = ["unet-unet_encoder", "fcn8s-vgg16", "deeplabv3plus-mobilenet_v2",
+                  "fpn-resnet_lite", "unet-gray", "unet-binary"]
+ARTIFACT_FILES = ["model.tflite", "model.onnx"]
 
 RELOAD_SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
     import tensorflow as tf
+    from fcn_tf.runtimes import load_artifact
 
     root = sys.argv[1]
     cases = json.load(open(os.path.join(root, "cases.json")))
@@ -90,21 +95,22 @@ RELOAD_SCRIPT = textwrap.dedent("""
                                                              data[f"class_ids{i}"])),
             }
         results[case] = out
-        if not os.path.exists(os.path.join(folder, "export", "model.tflite")):
-            continue
-        interpreter = tf.lite.Interpreter(os.path.join(folder, "export", "model.tflite"))
-        runner = interpreter.get_signature_runner()
-        lite = runner(images=data["tflite_images"])
-        margin = data["tflite_margin"]
-        out["tflite"] = {
-            "probabilities_max_abs": float(np.abs(lite["probabilities"]
-                                                  - data["tflite_probabilities"]).max()),
-            "class_ids_dtype": lite["class_ids"].dtype.name,
-            "class_ids_equal_where_margin_gt_1e-4": bool(np.array_equal(
-                lite["class_ids"][margin > 1e-4], data["tflite_class_ids"][margin > 1e-4])),
-            "input": [[int(v) for v in d["shape"]] + [np.dtype(d["dtype"]).name]
-                      for d in interpreter.get_input_details()],
-        }
+        for name in sorted(os.listdir(os.path.join(folder, "export"))):
+            if not name.endswith((".tflite", ".onnx")):
+                continue
+            runner = load_artifact(os.path.join(folder, "export", name))
+            entry = {"free_size": runner.free_size}
+            for i in range(2):
+                got = runner(data[f"images{i}"])
+                margin = data[f"margin{i}"]
+                entry[f"size{i}"] = {
+                    "probabilities_max_abs": float(np.abs(got["probabilities"]
+                                                          - data[f"probabilities{i}"]).max()),
+                    "class_ids_dtype": got["class_ids"].dtype.name,
+                    "class_ids_equal_where_margin_gt_1e-4": bool(np.array_equal(
+                        got["class_ids"][margin > 1e-4], data[f"class_ids{i}"][margin > 1e-4])),
+                }
+            out[name] = entry
         if case == cases[0]:
             png = tf.io.encode_png(data["images0"][0]).numpy()
             other = tf.io.encode_png(data["images1"][0]).numpy()
@@ -164,7 +170,7 @@ def exported(tmp_path_factory):
         checkpoint = folder / "model.keras"
         model.save(checkpoint)
         result = export_checkpoint(str(checkpoint), str(folder / "export"),
-                              tflite=case in TFLITE_CASES, tflite_size=TFLITE_SIZE)
+                                   tflite=case in ARTIFACT_CASES, onnx=case in ARTIFACT_CASES)
         with open(folder / "export" / METADATA_FILE) as f:
             metadata = json.load(f)
         mean = np.float32(metadata["normalization"]["mean"])
@@ -176,11 +182,8 @@ def exported(tmp_path_factory):
             arrays[f"images{i}"] = images
             arrays[f"probabilities{i}"], arrays[f"class_ids{i}"] = _reference(
                 model, images, mean, std, channels)
-        images = rng.integers(0, 256, (1, *TFLITE_SIZE, 3), dtype=np.uint8)
-        probabilities, class_ids = _reference(model, images, mean, std, channels)
-        top2 = np.sort(probabilities, -1)[..., -2:]
-        arrays.update(tflite_images=images, tflite_probabilities=probabilities,
-                      tflite_class_ids=class_ids, tflite_margin=top2[..., 1] - top2[..., 0])
+            top2 = np.sort(arrays[f"probabilities{i}"], -1)[..., -2:]
+            arrays[f"margin{i}"] = top2[..., 1] - top2[..., 0]
         np.savez(folder / "reference.npz", **arrays)
         info[case] = {"result": result, "metadata": metadata}
     (root / "cases.json").write_text(json.dumps(IDS))
@@ -192,8 +195,8 @@ def exported(tmp_path_factory):
     line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULTS")][-1]
     results = json.loads(line[len("RESULTS"):])
     report = {case: {"saved_model_bytes": info[case]["result"]["saved_model_bytes"],
-                     "tflite_bytes": info[case]["result"].get("tflite_bytes"),
-                     **{k: results[case].get(k) for k in ("size0", "size1", "tflite")}}
+                     "files": info[case]["result"]["files"],
+                     **{k: results[case].get(k) for k in ["size0", "size1", *ARTIFACT_FILES]}}
               for case in IDS}
     (root / "report.json").write_text(json.dumps(report, indent=1))
     print("\nexport report:", root / "report.json")
@@ -215,34 +218,34 @@ def test_reloaded_signatures_match_the_keras_model_at_two_sizes(exported, case):
         assert size["bytes_class_ids_equal"], size
 
 
-@pytest.mark.parametrize("case", TFLITE_CASES)
-def test_tflite_float32_matches_the_keras_model(exported, case):
+@pytest.mark.parametrize("file", ARTIFACT_FILES)
+@pytest.mark.parametrize("case", ARTIFACT_CASES)
+def test_litert_and_onnx_files_match_the_keras_model_at_two_free_sizes(exported, case, file):
     _, _, results = exported
-    lite = results[case]["tflite"]
-    assert lite["input"] == [[1, *TFLITE_SIZE, 3, "uint8"]]
-    assert lite["probabilities_max_abs"] <= 1e-4, lite
-    assert lite["class_ids_equal_where_margin_gt_1e-4"] and lite["class_ids_dtype"] == "int32"
+    got = results[case][file]
+    assert got["free_size"]
+    for i in range(2):
+        assert got[f"size{i}"]["probabilities_max_abs"] <= 1e-4, got
+        assert got[f"size{i}"]["class_ids_equal_where_margin_gt_1e-4"], got
+        assert got[f"size{i}"]["class_ids_dtype"] == "int32"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [c for c in IDS if c not in TFLITE_CASES])
-def test_tflite_float32_for_the_other_cases(tmp_path, case):
-    import tensorflow as tf
-
+@pytest.mark.parametrize("case", [c for c in IDS if c not in ARTIFACT_CASES])
+def test_litert_and_onnx_for_the_other_cases(tmp_path, case):
     _, name, backbone, options, classes = ALL_CASES[IDS.index(case)]
     model = fcn_tf.build_model(name, classes, backbone, **options)
     _randomise_zero_kernels(model, 0)
     model.save(tmp_path / "m.keras")
-    export_checkpoint(str(tmp_path / "m.keras"), str(tmp_path / "out"), tflite=True,
-                 tflite_size=TFLITE_SIZE)
+    export_checkpoint(str(tmp_path / "m.keras"), str(tmp_path / "out"), tflite=True, onnx=True)
     metadata = json.loads((tmp_path / "out" / METADATA_FILE).read_text())
-    images = np.random.default_rng(1).integers(0, 256, (1, *TFLITE_SIZE, 3), dtype=np.uint8)
+    images = np.random.default_rng(1).integers(0, 256, (1, 45, 37, 3), dtype=np.uint8)
     expected, _ = _reference(model, images, np.float32(metadata["normalization"]["mean"]),
                              np.float32(metadata["normalization"]["std"]),
                              int(model.input_shape[-1]))
-    runner = tf.lite.Interpreter(str(tmp_path / "out" / TFLITE_FILE)).get_signature_runner()
-    got = runner(images=images)
-    assert np.abs(got["probabilities"] - expected).max() <= 1e-4
+    for file in ARTIFACT_FILES:
+        got = load_artifact(str(tmp_path / "out" / file))(images)
+        assert np.abs(got["probabilities"] - expected).max() <= 1e-4, file
 
 
 def test_saved_model_lists_both_serving_signatures(exported):
@@ -287,8 +290,13 @@ def test_metadata_describes_classes_channels_and_normalisation(exported):
     assert len(fcn["class_names"]) == len(fcn["colors"]) == NUM_CLASSES
     binary = info["unet-binary"]["metadata"]
     assert binary["num_classes"] == 2 and binary["logit_channels"] == 1
-    assert info["unet-binary"]["metadata"]["tflite"] is None
-    assert fcn["tflite"]["input"] == f"uint8 [1, {TFLITE_SIZE[0]}, {TFLITE_SIZE[1]}, 3] RGB"
+    assert info["fcn32s-vgg16"]["metadata"]["artifacts"] == {}
+    lite, onnx = fcn["artifacts"]["model.tflite"], fcn["artifacts"]["model.onnx"]
+    assert (lite["runtime"], lite["precision"], lite["free_size"]) == ("litert", "float32", True)
+    assert lite["input"] == "images uint8 [1, height, width, 3] RGB"
+    assert onnx["input"] == "images uint8 [batch, height, width, 3] RGB"
+    assert onnx["outputs"]["probabilities"] == f"float32 [batch, height, width, {NUM_CLASSES}]"
+    assert binary["artifacts"]["model.onnx"]["outputs"]["probabilities"].endswith(", 2]")
 
 
 def _graph_constant_bytes(graph_file):
@@ -328,7 +336,7 @@ def test_export_from_a_run_folder_uses_its_config_and_preprocessing(tmp_path):
     assert metadata["normalization"] == {"mean": [10.0] * 3, "std": [200.0] * 3}
     assert metadata["class_names"] == config.data.class_names
     assert metadata["training_config"]["model"]["name"] == "unet"
-    assert metadata["model_name"] == "unet" and metadata["tflite"] is None
+    assert metadata["model_name"] == "unet" and metadata["artifacts"] == {}
     assert "preprocessing.json" in metadata["normalization_source"]
 
 
@@ -357,7 +365,7 @@ def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path
     (out / "keep.txt").unlink()
     out.rmdir()
     assert export.main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 0
-    monkeypatch.setattr(export, "convert_tflite", broken)
+    monkeypatch.setattr(export.litert, "convert", broken)
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_checkpoint(str(checkpoint), str(out), overwrite=True, tflite=True)
     assert os.listdir(out.parent) == ["1"] and "model.tflite" not in os.listdir(out)  # untouched
@@ -407,21 +415,3 @@ def test_stale_temporary_folders_of_a_killed_export_are_removed(tmp_path):
     export_checkpoint(str(tmp_path / "m.keras"), str(tmp_path / "out"))
     assert not stale.exists() and live.exists() and other.exists()
     assert remove_stale_temporaries(str(tmp_path / "other")) == [str(other)]
-
-
-@pytest.mark.parametrize("precision", ["float16", "int8"])
-def test_tflite_reduced_precision_options_run(tmp_path, precision):
-    import tensorflow as tf
-
-    model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
-    checkpoint = tmp_path / "m.keras"
-    model.save(checkpoint)
-    result = export_checkpoint(str(checkpoint), str(tmp_path / "out"), tflite=True,
-                          tflite_precision=precision, tflite_size=(32, 32))
-    interpreter = tf.lite.Interpreter(str(tmp_path / "out" / TFLITE_FILE))
-    images = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
-    got = interpreter.get_signature_runner()(images=images)
-    expected, _ = _reference(model, images, np.float32(0.0), np.float32(255.0), 3)
-    assert got["probabilities"].shape == (1, 32, 32, 3)
-    assert np.abs(got["probabilities"] - expected).max() < 0.05
-    assert result["tflite_bytes"] > 0

@@ -5,6 +5,7 @@ import numpy as np
 import fcn_tf
 import keras
 from fcn_tf.export import export_checkpoint, float32_copy
+from fcn_tf.runtimes import load_artifact
 
 
 def _bf16_unet():
@@ -31,19 +32,12 @@ def test_float32_copy_has_same_weights_and_float32_layers():
 
 
 def test_tflite_export_of_a_bfloat16_checkpoint_runs(tmp_path):
-    import tensorflow as tf
-
     model = _bf16_unet()
     path = tmp_path / "bf16.keras"
     model.save(path)
     result = export_checkpoint(str(path), str(tmp_path / "export"), tflite=True, tflite_size=(16, 20))
-    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "export" / "model.tflite"))
-    interpreter.allocate_tensors()
     pixels = np.random.default_rng(1).integers(0, 256, size=(1, 16, 20, 3), dtype=np.uint8)
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
-    interpreter.invoke()
-    outputs = {d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
-    probabilities = next(v for v in outputs.values() if v.ndim == 4)
+    probabilities = load_artifact(str(tmp_path / "export" / "model.tflite"))(pixels)["probabilities"]
     assert probabilities.shape == (1, 16, 20, 3)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-4)
     # Same preprocessing the export used (no run folder: the U-Net default, [0, 1]).

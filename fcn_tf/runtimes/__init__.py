@@ -5,7 +5,8 @@ format and reads such a file back through the runtime people deploy with:
 :mod:`fcn_tf.runtimes.litert` (``ai-edge-litert``) and
 :mod:`fcn_tf.runtimes.onnx` (``tf2onnx`` to write, ``onnxruntime`` to read).
 Both runtimes are optional extras (``pip install -e ".[deploy]"``); reading
-a file never needs TensorFlow's deprecated ``tf.lite.Interpreter``.
+a file never needs the interpreter inside TensorFlow (``tf.lite``), which
+TensorFlow 2.21 deprecates.
 
 Every reader gives an :class:`ArtifactRunner`: uint8 RGB images
 ``[B, H, W, 3]`` in, ``class_ids`` int32 ``[B, H, W]`` and

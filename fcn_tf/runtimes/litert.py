@@ -18,7 +18,8 @@ Precisions (:data:`PRECISIONS`):
   an int8 kernel stay in float32.
 
 Reading goes through ``ai_edge_litert.interpreter`` (LiteRT's own package,
-the successor of ``tf.lite.Interpreter``, which TensorFlow 2.21 deprecates).
+the successor of the interpreter in ``tf.lite``, which TensorFlow 2.21
+deprecates).
 """
 
 import os
@@ -86,8 +87,11 @@ def convert(model, from_rgb, precision="float32", size=None, representative=None
 def load(path, num_threads=None):
     """An :class:`~fcn_tf.runtimes.ArtifactRunner` reading ``path`` with ``ai-edge-litert``."""
     litert = require("litert", f"reading {path}")
-    interpreter = litert.Interpreter(
-        model_path=str(path), num_threads=num_threads or os.cpu_count())
+    try:
+        interpreter = litert.Interpreter(
+            model_path=str(path), num_threads=num_threads or os.cpu_count())
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"model {path}: LiteRT cannot read this file ({error}).") from error
     signatures = interpreter.get_signature_list()
     if SIGNATURE not in signatures:
         raise ValueError(f"model {path}: a LiteRT file without the {SIGNATURE!r} signature "

@@ -12,15 +12,17 @@
 # - signature `serving_bytes`: `image_bytes`, a batch of encoded PNG/JPEG
 #   strings of one size → the same outputs;
 # - `metadata.json`: class names, colours, normalisation, training config;
-# - optionally `model.tflite`, a fixed-size `[1, H, W, 3]` uint8 model.
+# - optionally LiteRT files (`model.tflite`, `model_int8.tflite`, ...: uint8
+#   `[1, H, W, 3]`, any height and width) and ONNX files (`model.onnx`:
+#   uint8 `[batch, H, W, 3]`), read with `ai-edge-litert` and `onnxruntime`.
 #
 # We train a narrow U-Net (8 filters in its first level) for a few steps (the
 # point here is the plumbing, not the accuracy), export it, reload it, call
-# both signatures and the TFLite model, and check every path against the
-# Keras model. The run trains in float32 so that every path can be compared
+# both signatures, the LiteRT and the ONNX files, and check every path
+# against the Keras model, first by hand and then with the fidelity check. The run trains in float32 so that every path can be compared
 # with the Keras model to float precision.
-# (TFLite has no bfloat16 kernels: for a checkpoint trained with the default
-# config's `mixed_bfloat16` policy the exporter converts a float32 copy.)
+# (LiteRT and ONNX have no bfloat16 kernels: for a checkpoint trained with the
+# default config's `mixed_bfloat16` policy the exporter converts a float32 copy.)
 
 # %%
 import json
@@ -38,8 +40,10 @@ import fcn_tf
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
 from fcn_tf.export import export_checkpoint
+from fcn_tf.fidelity import check_export, format_fidelity
 from fcn_tf.outputs import logits_to_probabilities
 from fcn_tf.runs import load_for_inference, read_preprocessing
+from fcn_tf.runtimes import load_artifact
 from fcn_tf.training.trainer import train
 from fcn_tf.visualize import colorize
 
@@ -68,17 +72,23 @@ print(f"trained {result.epochs_completed} short epoch(s): val mean IoU {result.m
 # file; `metadata_from_run` names the run whose `config.json` and
 # `preprocessing.json` describe the model. The export is written to a
 # temporary folder and renamed into place, so a failed export leaves nothing
-# half-written. TFLite needs a fixed input size: by default the training crop.
+# half-written. LiteRT files come in four precisions (`float32`, `float16`,
+# dynamic-range `int8`, and `int8_full`, calibrated on training images), ONNX
+# files in two (`float32`, dynamic `int8`); each is one file.
 
 # %%
 export_dir = workdir / "export" / "1"  # TensorFlow Serving wants MODEL/VERSION
-info = export_checkpoint(str(run_dir), str(export_dir), tflite=True, metadata_from_run=str(run_dir))
+info = export_checkpoint(str(run_dir), str(export_dir), metadata_from_run=str(run_dir),
+                         tflite=True, tflite_precision=["float32", "int8", "int8_full"],
+                         onnx=True, onnx_precision=["float32", "int8"])
 print(json.dumps(info, indent=1))
 print(sorted(os.listdir(export_dir)))
 metadata = json.loads((export_dir / "metadata.json").read_text())
 print({k: metadata[k] for k in ("model_name", "num_classes", "class_names", "image_channels",
-                                "normalization", "tflite")})
-assert {"saved_model.pb", "metadata.json", "model.tflite", "variables"} <= set(os.listdir(export_dir))
+                                "normalization")})
+print(json.dumps(metadata["artifacts"]["model.onnx"], indent=1))
+assert {"saved_model.pb", "metadata.json", "model.tflite", "model.onnx", "variables"} <= set(
+    os.listdir(export_dir))
 assert metadata["class_names"] == list(config.data.class_names)
 
 # %% [markdown]
@@ -150,27 +160,44 @@ print(exported.kind, exported.info["class_names"])
 assert np.array_equal(logits.argmax(-1), served["class_ids"].numpy())
 
 # %% [markdown]
-# ## TFLite
+# ## LiteRT and ONNX
 #
-# `model.tflite` has a fixed `[1, 128, 128, 3]` uint8 input (the training
-# crop) and the same two outputs, reached through its `serving_default`
-# signature runner.
+# The same images through the float32 LiteRT file (read by `ai-edge-litert`,
+# the successor of TensorFlow's own TFLite interpreter) and the ONNX file
+# (read by onnxruntime). `load_artifact` gives both one call: uint8 images in,
+# the two outputs out. Neither file needs TensorFlow to run.
 
 # %%
-interpreter = tf.lite.Interpreter(model_path=str(export_dir / "model.tflite"))
-runner = interpreter.get_signature_runner("serving_default")
-print("TFLite input:", interpreter.get_input_details()[0]["shape"], interpreter.get_input_details()[0]["dtype"])
-lite_ids, lite_probabilities = [], []
-for image in images:
-    out = runner(images=image[None])
-    lite_ids.append(out["class_ids"][0])
-    lite_probabilities.append(out["probabilities"][0])
-lite_ids, lite_probabilities = np.stack(lite_ids), np.stack(lite_probabilities)
-lite_difference = np.abs(lite_probabilities - served["probabilities"].numpy()).max()
-lite_agreement = (lite_ids == served["class_ids"].numpy()).mean()
-print(f"TFLite vs SavedModel: max |Δ probability| = {lite_difference:.2e}, same class on {lite_agreement:.2%}")
-print(f"sizes: SavedModel {info['saved_model_bytes'] / 2**20:.2f} MiB, TFLite {info['tflite_bytes'] / 2**20:.2f} MiB")
-assert lite_difference < 1e-3 and lite_agreement > 0.999
+lite = load_artifact(str(export_dir / "model.tflite"))
+onnx_model = load_artifact(str(export_dir / "model.onnx"))
+print("LiteRT: free size", lite.free_size, "| ONNX: free size", onnx_model.free_size)
+lite_out, onnx_out = lite(images), onnx_model(images)
+for name, out in (("LiteRT", lite_out), ("ONNX", onnx_out)):
+    difference = np.abs(out["probabilities"] - served["probabilities"].numpy()).max()
+    agreement = (out["class_ids"] == served["class_ids"].numpy()).mean()
+    print(f"{name} vs SavedModel: max |Δ probability| = {difference:.2e}, same class on {agreement:.2%}")
+    assert difference < 1e-4 and agreement > 0.999
+lite_ids = lite_out["class_ids"]
+print({name: f"{size / 2**20:.2f} MiB" for name, size in info["files"].items()},
+      f"SavedModel {info['saved_model_bytes'] / 2**20:.2f} MiB")
+
+# %% [markdown]
+# ## The fidelity table
+#
+# `check_export` (the library behind `python -m fcn_tf.export ... --check val`)
+# runs the val split through the checkpoint and through every exported file,
+# one image at a time and each runtime in turn, and reports the share of
+# pixels whose class changed, the largest probability difference, mean IoU on
+# the labels and images per second. The float32 files must change nothing;
+# the quantised ones show what int8 costs here.
+
+# %%
+rows = check_export(str(export_dir), str(run_dir), config, "val", max_images=8)
+print(format_fidelity(rows))
+by_name = {row["name"]: row for row in rows}
+for name in ("saved_model", "model.tflite", "model.onnx"):
+    assert by_name[name]["pixels_changed"] == 0
+    assert by_name[name]["mean_iou"] == by_name["keras"]["mean_iou"]
 
 # %%
 inline_figures()
@@ -179,7 +206,7 @@ fig, axes = plt.subplots(len(images), 4, figsize=(10, 2.5 * len(images)))
 for row in range(len(images)):
     panels = [(images[row], "image"), (colorize(masks[row], colors), "ground truth"),
               (colorize(served["class_ids"][row].numpy(), colors), "SavedModel"),
-              (colorize(lite_ids[row], colors), "TFLite")]
+              (colorize(lite_ids[row], colors), "LiteRT")]
     for ax, (panel, title) in zip(axes[row], panels):
         ax.imshow(panel)
         ax.set_axis_off()
@@ -190,8 +217,8 @@ plt.show()
 
 # %% [markdown]
 # The model was trained for 12 steps only, so its masks are rough; the
-# point is that the SavedModel, the bytes signature and TFLite give the Keras
-# model's answer. To serve with TensorFlow Serving, point it at
+# point is that the SavedModel, the bytes signature, LiteRT and ONNX give the
+# Keras model's answer. To serve with TensorFlow Serving, point it at
 # `export/` (it picks the highest version folder) and post to
 # `/v1/models/NAME:predict` with `"signature_name": "serving_bytes"` and base64
 # images, or use the uint8 `serving_default` over gRPC.
