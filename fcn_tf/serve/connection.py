@@ -224,7 +224,7 @@ class GuardedH11Protocol(H11Protocol):
 
 
 def guarded_protocol(idle_timeout_s, header_timeout_s, body_timeout_s):
-    """A :class:`GuardedH11Protocol` subclass with these timeouts, for ``uvicorn.Config(http=...)``."""
+    """A :class:`GuardedH11Protocol` subclass with these timeouts (``uvicorn.Config(http=...)``)."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {
         "idle_timeout_s": idle_timeout_s, "header_timeout_s": header_timeout_s,
         "body_timeout_s": body_timeout_s})
