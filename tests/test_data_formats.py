@@ -4,9 +4,20 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
-from data_fixtures import ENCODINGS, IGNORE, LAYOUTS, NUM_CLASSES, SIZE, make_dataset
+from data_fixtures import (
+    ENCODINGS,
+    IGNORE,
+    LAYOUTS,
+    NUM_CLASSES,
+    SIZE,
+    image_for,
+    labels,
+    make_dataset,
+)
 from fcn_tf.data import DatasetError, build_dataset, dataset_info, load_data_config, split_files
+from fcn_tf.data.decode import make_decoder, read_header, read_image_array, read_mask_array
 from fcn_tf.preprocessing import Preprocessing
 
 IDENTITY = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -128,3 +139,36 @@ def test_split_stems_hold_out_part_of_a_folder(tmp_path, layout):
     with pytest.raises(DatasetError, match=r"nowhere.*data.splits.val.stems, missing"):
         split_files(config, "val")
     assert names(split_files(config, "val", strict=False)) == stems[4:]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_turns_images_and_masks_upright_everywhere(tmp_path, orientation):
+    """Pillow readers and the TF pipeline both give what ImageOps.exif_transpose gives."""
+    config_path, _ = make_dataset(tmp_path, "camvid", "ids", counts={"train": 2, "val": 1})
+    config = load_data_config(config_path)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image_path, mask_path = str(tmp_path / "img.png"), str(tmp_path / "mask.png")
+    Image.fromarray(image_for(1, size=(12, 20))).save(image_path, exif=exif.tobytes())
+    Image.fromarray(labels(1, size=(12, 20))).save(mask_path, exif=exif.tobytes())
+    with Image.open(image_path) as im:
+        upright_image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    with Image.open(mask_path) as im:
+        upright_mask = np.asarray(ImageOps.exif_transpose(im))
+    assert read_header(image_path).orientation == orientation
+    assert np.array_equal(read_image_array(image_path, 3), upright_image)
+    assert np.array_equal(read_mask_array(mask_path, config), upright_mask)
+    image, mask = make_decoder(config)(image_path, mask_path, orientation, orientation)
+    assert np.array_equal(image.numpy(), upright_image)
+    assert np.array_equal(mask.numpy(), upright_mask)
+
+
+def test_the_pipeline_warns_about_lossy_masks(tmp_path):
+    config_path, _ = make_dataset(tmp_path, "camvid", "ids", counts={"train": 2, "val": 2})
+    root = tmp_path / "ds" / "valannot"
+    Image.open(root / "val_001.png").save(root / "val_001.jpg", quality=95)
+    (root / "val_001.png").unlink()
+    with pytest.warns(UserWarning, match=r"Split 'val': 1 mask\(s\) are stored in a lossy format, "
+                                         r"e\.g\. .*val_001\.jpg: mask stored in a lossy format"):
+        build_dataset(load_data_config(config_path), "val", training=False, batch_size=1,
+                      preprocessing=Preprocessing.preset("unit"))

@@ -36,6 +36,8 @@ _FORMAT_DEFAULTS = {
 }
 
 BUILTIN_ROOT = os.path.join("data", "builtin")
+# Images and masks with more pixels are refused from their header, before decoding.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
 
 @dataclasses.dataclass
@@ -102,6 +104,8 @@ class DataConfig:
     crop_size: tuple[int, int] = _field((128, 128), min=8, max=16384,
                                         help="training crop [height, width]")
     eval_pad_multiple: int = _field(32, min=1, help="eval batches padded to a multiple of this")
+    max_image_pixels: int = _field(DEFAULT_MAX_IMAGE_PIXELS, min=1,
+                                   help="refuse larger images and masks before decoding them")
     augment: AugmentConfig = _field(factory=AugmentConfig, help="training augmentation")
     cache: str = _field("auto", choices=("auto", "memory", "off"), help="keep decoded data in memory")
     cache_limit_mb: int = _field(1024, min=0, help="'auto' caches when the decoded split fits")

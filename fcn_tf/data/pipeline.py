@@ -1,5 +1,12 @@
 """tf.data pipelines: file list -> decode -> (augment) -> normalise -> batches.
 
+Before anything is decoded, every file's header is read: a file over
+``max_image_pixels``, an unreadable header or an image/mask size mismatch
+(after EXIF orientation) is refused naming the file, a split whose masks hold
+only the ignore label is refused (:func:`~fcn_tf.data.verify.require_labels`),
+masks in a lossy format draw a warning, and each file's EXIF orientation is
+handed to the decoder, which turns images and masks upright.
+
 Training: shuffle the file list (seeded), decode in parallel, optionally cache
 the decoded pairs, augment each pair with its own stateless seed, normalise
 with the backbone's :class:`~fcn_tf.preprocessing.Preprocessing`, batch with
@@ -16,12 +23,14 @@ Example:
 """
 
 import dataclasses
+import warnings
 
 import tensorflow as tf
 
 from fcn_tf.data.augment import augment_example
 from fcn_tf.data.decode import make_decoder
 from fcn_tf.data.formats import DatasetError, split_files
+from fcn_tf.data.verify import header_issues, require_labels
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -57,22 +66,50 @@ def dataset_info(config):
     )
 
 
-def _decoded_megabytes(config, files):
-    """Estimate of the decoded size of ``files`` from the first image's header."""
-    from PIL import Image
-
-    with Image.open(files[0][0]) as im:
-        w, h = im.size
-    return len(files) * h * w * (config.image_channels + 1) / 2**20
+def _decoded_megabytes(config, headers):
+    """Estimate of the decoded size of a split from its first image's header."""
+    height, width = headers[0][0].size
+    return len(headers) * height * width * (config.image_channels + 1) / 2**20
 
 
-def should_cache(config, files):
-    """Whether the decoded split is kept in memory (``cache`` setting)."""
+def should_cache(config, headers):
+    """Whether the decoded split is kept in memory (``cache``); ``headers`` of :func:`read_headers`."""
     if config.cache == "memory":
         return True
-    if config.cache == "off" or not files:
+    if config.cache == "off" or not headers:
         return False
-    return _decoded_megabytes(config, files) <= config.cache_limit_mb
+    return _decoded_megabytes(config, headers) <= config.cache_limit_mb
+
+
+def read_headers(config, split, files):
+    """``[(image header, mask header)]`` of ``files``, read without decoding a pixel.
+
+    Raises :class:`DatasetError` naming the files that cannot be read, are
+    over ``max_image_pixels`` or whose image and mask sizes differ (after
+    EXIF orientation). Masks in a lossy format (JPEG) draw a warning:
+    ``check_dataset`` refuses them before training, the pipeline alone only warns.
+    """
+    headers, refused, lossy = [], [], []
+    for pair in files:
+        found, issues = header_issues(pair, config)
+        for kind, detail, path in issues:
+            if kind == "lossy_mask":
+                lossy.append((detail, path))
+            else:
+                refused.append(f"{path}: {detail}")
+        headers.append(found)
+    if refused:
+        shown = "\n  ".join(refused[:10])
+        more = f"\n  ... and {len(refused) - 10} more" if len(refused) > 10 else ""
+        raise DatasetError(
+            f"Split {split!r}: {len(refused)} file problem(s) found in the headers, before "
+            f"decoding:\n  {shown}{more}\nRun `python -m fcn_tf.data verify CONFIG` for a full "
+            "report.")
+    if lossy:
+        warnings.warn(
+            f"Split {split!r}: {len(lossy)} mask(s) are stored in a lossy format, e.g. "
+            f"{lossy[0][1]}: {lossy[0][0]}.", stacklevel=3)
+    return headers
 
 
 def _shard(files, input_context, split):
@@ -103,27 +140,33 @@ def _pad_to_multiple(image, mask, multiple, ignore_label):
 
 
 def _prepare(config, split, training, batch_size, preprocessing, input_context):
-    """Files of this pipeline, per-replica batch size, preprocessing and the cache choice."""
+    """Files (with headers), per-replica batch size, preprocessing and cache choice."""
     files = split_files(config, split)
+    require_labels(config, split, files)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     files = _shard(files, input_context, split)
+    files = list(zip(files, read_headers(config, split, files)))
     if training and len(files) < batch_size:
         raise DatasetError(
             f"Split {split!r} has {len(files)} examples, fewer than the batch size "
             f"{batch_size}, so no full training batch can be made. Lower the batch size."
         )
     preprocessing = preprocessing.for_channels(config.image_channels)
-    return files, batch_size, preprocessing, should_cache(config, files)
+    return files, batch_size, preprocessing, should_cache(config, [h for _, h in files])
 
 
 def _decoded(config, files, *, cache, shuffle_seed=None, ordered=None):
-    """Decoded (image, mask) pairs, kept in memory when ``cache``.
+    """Decoded, upright (image, mask) pairs, kept in memory when ``cache``.
 
+    ``files`` is ``[((image path, mask path), (image header, mask header))]``.
     The file list is shuffled first when a seed is given (uncached training).
     """
-    images, masks = zip(*files)
-    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
+    paths, headers = zip(*files)
+    images, masks = zip(*paths)
+    orientations = [[h.orientation for h in pair] for pair in headers]
+    ds = tf.data.Dataset.from_tensor_slices((
+        list(images), list(masks), [o[0] for o in orientations], [o[1] for o in orientations]))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.map(make_decoder(config), num_parallel_calls=AUTOTUNE, deterministic=ordered)

@@ -3,10 +3,13 @@
 :func:`verify` decodes every file once (Pillow, threads) and reports counts
 per split, image sizes, per-class pixel frequencies with median-frequency
 class weights, and every problem with the offending files: unreadable or
-truncated files, image/mask size mismatches, images without masks and masks
-without images, label values that are neither a class id nor ignored, empty
+truncated files, files over the pixel limit, image/mask size mismatches
+(after EXIF orientation), images without masks and masks without images,
+label values that are neither a class id nor ignored, masks stored in a
+lossy format (JPEG), splits whose masks hold only the ignore label, empty
 splits. :func:`check_dataset` runs the cheap part (listing, headers, a few
-masks) and raises :class:`DatasetError` naming the files.
+masks, masks until one holds a class id) and raises :class:`DatasetError`
+naming the files; the training pipeline calls :func:`require_labels`.
 
 Median-frequency balancing (Eigen & Fergus, ICCV 2015): ``freq(c)`` is the
 pixels of class ``c`` over the pixels of the images where ``c`` appears, and
@@ -22,8 +25,29 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fcn_tf.data.config import load_data_config
-from fcn_tf.data.decode import color_table, labels_from_raw, read_image_array, read_mask_raw
+from fcn_tf.data.decode import (
+    MAX_PIXELS_KEY,
+    ImageTooLargeError,
+    color_table,
+    labels_from_raw,
+    read_header,
+    read_image,
+    read_mask_array,
+    read_mask_raw,
+)
 from fcn_tf.data.formats import DatasetError, list_split, listing_problems, split_names
+
+LOSSY_MASK = (
+    "mask stored in a lossy format ({format}): compression changes label values near edges, "
+    "some into other valid class ids, and no check can tell. Save masks losslessly (PNG); "
+    "training refuses lossy masks (train.check_dataset)"
+)
+HEADER_KINDS = ("size_mismatch", "lossy_mask", "too_large")
+EXIF_HINT = (
+    "; images and masks are both turned upright by their EXIF orientation before they are "
+    "compared (docs/DATA.md): if the mask was drawn on the image as stored, ignoring its EXIF "
+    "orientation, turn the mask the same way or save the image upright without the tag"
+)
 
 
 @dataclasses.dataclass
@@ -59,8 +83,9 @@ class PixelStats:
 class SplitReport:
     name: str
     count: int
-    sizes: list  # (height, width) of each readable image
+    sizes: list  # (height, width) of each readable image, upright
     pixels: PixelStats | None = None
+    turned: tuple = (0, 0)  # (images, masks) turned upright by their EXIF orientation
 
 
 @dataclasses.dataclass
@@ -120,33 +145,130 @@ def _label_problem(raw, mode, config):
     return None
 
 
+def size_mismatch(image, mask):
+    """Detail of a size mismatch between two :class:`~fcn_tf.data.decode.ImageHeader`."""
+    detail = f"image {image.describe()} vs mask {mask.describe()} (HxW)"
+    if image.orientation != 1 or mask.orientation != 1:
+        detail += EXIF_HINT
+    return detail
+
+
+def header_issues(pair, config):
+    """``(headers, issues)`` of a pair from its headers alone (no pixel decoded).
+
+    ``headers`` is ``(image, mask)`` :class:`~fcn_tf.data.decode.ImageHeader`
+    or ``None`` when a header cannot be read; issues are unreadable files,
+    files over ``config.max_image_pixels``, a size mismatch (after EXIF
+    orientation) and lossy masks, as ``(kind, detail, file)``.
+    """
+    headers, issues = [], []
+    for path, what in zip(pair, ("image", "mask")):
+        try:
+            headers.append(read_header(path, config.max_image_pixels, MAX_PIXELS_KEY))
+        except ImageTooLargeError as error:
+            issues.append(("too_large", f"{what} over the pixel limit: {error.detail}", path))
+        except OSError as error:
+            issues.append(("unreadable", f"cannot open {what}: {error}", path))
+    if len(headers) < 2:
+        return None, issues
+    image, mask = headers
+    if image.size != mask.size:
+        issues.append(("size_mismatch", size_mismatch(image, mask), f"{pair[0]} <-> {pair[1]}"))
+    if mask.lossy:
+        issues.append(("lossy_mask", LOSSY_MASK.format(format=mask.format), pair[1]))
+    return (image, mask), issues
+
+
+@dataclasses.dataclass
+class _Inspected:
+    """What decoding one pair found."""
+
+    size: tuple | None = None  # upright (height, width) of the image
+    counts: np.ndarray | None = None
+    ignored: int = 0
+    issues: list = dataclasses.field(default_factory=list)
+    turned: tuple = (0, 0)
+
+
 def _inspect(pair, config):
-    """Decode one pair: (image size, per-class counts, ignored, [(kind, detail, file)])."""
+    """Decode one pair: sizes, per-class counts, ignored pixels and ``[(kind, detail, file)]``."""
     image_path, mask_path = pair
-    issues, size, counts, ignored = [], None, None, 0
+    found = _Inspected()
+    image_header = None
     try:
-        size = read_image_array(image_path, config.image_channels).shape[:2]
+        pixels, image_header = read_image(image_path, config.image_channels,
+                                          config.max_image_pixels, MAX_PIXELS_KEY)
+        found.size = pixels.shape[:2]
+    except ImageTooLargeError as error:
+        found.issues.append(("too_large", f"image over the pixel limit: {error.detail}",
+                             image_path))
     except Exception as error:  # noqa: BLE001 - any decoder failure is reported
-        issues.append(("unreadable", f"cannot decode image: {error}", image_path))
+        found.issues.append(("unreadable", f"cannot decode image: {error}", image_path))
     try:
-        raw, mode = read_mask_raw(mask_path, config.mask_encoding)
+        raw, mode, mask_header = read_mask_raw(mask_path, config.mask_encoding,
+                                               config.max_image_pixels, MAX_PIXELS_KEY)
+    except ImageTooLargeError as error:
+        found.issues.append(("too_large", f"mask over the pixel limit: {error.detail}", mask_path))
+        return found
     except Exception as error:  # noqa: BLE001
-        issues.append(("unreadable", f"cannot decode mask: {error}", mask_path))
-        return size, counts, ignored, issues
+        found.issues.append(("unreadable", f"cannot decode mask: {error}", mask_path))
+        return found
+    found.turned = (int(bool(image_header and image_header.orientation != 1)),
+                    int(mask_header.orientation != 1))
+    if mask_header.lossy:
+        found.issues.append(("lossy_mask", LOSSY_MASK.format(format=mask_header.format),
+                             mask_path))
     bad = _label_problem(raw, mode, config)
     if bad:
-        issues.append(("bad_labels", bad, mask_path))
+        found.issues.append(("bad_labels", bad, mask_path))
     labels = labels_from_raw(raw, config)
-    if size is not None and tuple(size) != labels.shape:
-        issues.append((
-            "size_mismatch",
-            f"image {size[0]}x{size[1]} vs mask {labels.shape[0]}x{labels.shape[1]} (HxW)",
-            f"{image_path} <-> {mask_path}",
-        ))
+    if image_header is not None and image_header.size != labels.shape:
+        found.issues.append(("size_mismatch", size_mismatch(image_header, mask_header),
+                             f"{image_path} <-> {mask_path}"))
     hist = np.bincount(labels.ravel(), minlength=256)
-    counts = hist[: config.num_classes].astype(np.int64)
-    ignored = int(hist[config.ignore_label])
-    return size, counts, ignored, issues
+    found.counts = hist[: config.num_classes].astype(np.int64)
+    found.ignored = int(hist[config.ignore_label])
+    return found
+
+
+def _no_labels(config, split, masks, read):
+    return Problem(
+        "no_labels", split,
+        f"all {read} mask(s) read hold only the ignore label {config.ignore_label}: nothing "
+        "to train on or to score (training would run with loss 0 and mean IoU 0). Check "
+        f"mask_encoding ({config.mask_encoding!r}), num_classes ({config.num_classes}), "
+        "ignore_values and ignore_label against the masks; training refuses this split",
+        list(masks))
+
+
+def unlabelled_split(config, split, pairs):
+    """A ``no_labels`` :class:`Problem` when no mask of ``pairs`` holds a class id, else ``None``.
+
+    Masks are decoded in order until one holds a class id: one mask for a
+    labelled split. Unreadable masks are skipped (other checks report them).
+    """
+    read = 0
+    for _, mask_path in pairs:
+        try:
+            labels = read_mask_array(mask_path, config)
+        except (OSError, ValueError):
+            continue
+        read += 1
+        if (labels != config.ignore_label).any():
+            return None
+    return _no_labels(config, split, [m for _, m in pairs], read) if read else None
+
+
+def require_labels(config, split, pairs):
+    """Raise :class:`DatasetError` when every readable mask of ``pairs`` is all ignore.
+
+    What the training and evaluation pipelines call before their first step
+    (:func:`unlabelled_split`).
+    """
+    problem = unlabelled_split(config, split, pairs)
+    if problem is not None:
+        raise DatasetError(f"Dataset check failed:\n{problem}\nRun `python -m fcn_tf.data "
+                           "verify CONFIG` for a full report.")
 
 
 def _group(issues, split):
@@ -168,16 +290,22 @@ def _scan(config, split, pairs, workers):
     n = config.num_classes
     counts = np.zeros(n, np.int64)
     image_pixels = np.zeros(n, np.int64)
-    ignored, sizes, issues = 0, [], []
-    for size, c, ign, found in results:
-        issues.extend(found)
-        if size is not None:
-            sizes.append(tuple(size))
-        if c is not None:
-            counts += c
-            image_pixels += (c > 0) * (c.sum() + ign)
-            ignored += ign
-    return sizes, PixelStats(counts, image_pixels, ignored), _group(issues, split)
+    ignored, sizes, issues, read = 0, [], [], 0
+    turned = np.zeros(2, np.int64)
+    for found in results:
+        issues.extend(found.issues)
+        turned += found.turned
+        if found.size is not None:
+            sizes.append(tuple(found.size))
+        if found.counts is not None:
+            read += 1
+            counts += found.counts
+            image_pixels += (found.counts > 0) * (found.counts.sum() + found.ignored)
+            ignored += found.ignored
+    problems = _group(issues, split)
+    if read and not counts.sum():
+        problems.append(_no_labels(config, split, [m for _, m in pairs], read))
+    return sizes, PixelStats(counts, image_pixels, ignored), problems, tuple(int(t) for t in turned)
 
 
 def class_pixel_frequencies(config, split="train", workers=None):
@@ -203,9 +331,9 @@ def verify(config, splits=None, workers=None):
             problems.append(Problem("missing", split, str(error)))
             continue
         problems.extend(_listing_problems(listing))
-        sizes, pixels, found = _scan(config, split, listing.pairs, workers)
+        sizes, pixels, found, turned = _scan(config, split, listing.pairs, workers)
         problems.extend(found)
-        reports[split] = SplitReport(split, len(listing.pairs), sizes, pixels)
+        reports[split] = SplitReport(split, len(listing.pairs), sizes, pixels, turned)
     weights_split = "train" if "train" in reports else next(iter(reports), None)
     weights = None
     if weights_split is not None:
@@ -215,19 +343,14 @@ def verify(config, splits=None, workers=None):
                         reports, problems, weights, weights_split)
 
 
-def _header_size(path):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.size[::-1]
-
-
 def check_dataset(config, splits=("train", "val"), sample=8):
     """The cheap checks the trainer runs first; raises :class:`DatasetError` naming files.
 
     Lists every split (unmatched files, empty splits), reads every header
-    (unreadable files, image/mask size mismatch) and decodes ``sample`` masks
-    per split (label values). Returns ``{split: number of pairs}``.
+    (unreadable files, files over ``max_image_pixels``, image/mask size
+    mismatch after EXIF orientation, masks in a lossy format), decodes
+    ``sample`` masks per split (label values) and then masks until one holds
+    a class id (a split of ignore-only masks). Returns ``{split: number of pairs}``.
     """
     problems, counts = [], {}
     for split in splits:
@@ -235,18 +358,14 @@ def check_dataset(config, splits=("train", "val"), sample=8):
         problems.extend(_listing_problems(listing))
         counts[split] = len(listing.pairs)
         issues = []
-        for image_path, mask_path in listing.pairs:
-            try:
-                image_hw, mask_hw = _header_size(image_path), _header_size(mask_path)
-            except Exception as error:  # noqa: BLE001
-                issues.append(("unreadable", f"cannot open: {error}", f"{image_path} / {mask_path}"))
-                continue
-            if image_hw != mask_hw:
-                issues.append(("size_mismatch", f"image {image_hw} vs mask {mask_hw} (HxW)",
-                               f"{image_path} <-> {mask_path}"))
-        for pair in listing.pairs[:sample]:
-            issues.extend(i for i in _inspect(pair, config)[3] if i[0] != "size_mismatch")
+        for pair in listing.pairs:
+            issues.extend(header_issues(pair, config)[1])
+        for pair in listing.pairs[:sample]:  # what headers already told is not repeated
+            issues.extend(i for i in _inspect(pair, config).issues if i[0] not in HEADER_KINDS)
         problems.extend(_group(issues, split))
+        unlabelled = unlabelled_split(config, split, listing.pairs)
+        if unlabelled is not None:
+            problems.append(unlabelled)
     if problems:
         raise DatasetError(
             "Dataset check failed:\n" + "\n".join(str(p) for p in problems)
@@ -271,6 +390,11 @@ def format_report(report):
              f"Classes: {len(report.class_names)}, ignore label {report.ignore_label}", "", "Splits:"]
     for split in report.splits.values():
         lines.append(f"  {split.name:<8} {split.count:>6} pairs; {_size_summary(split.sizes)}")
+        if any(split.turned):
+            lines.append(f"  {'':<8} EXIF orientation: {split.turned[0]} image(s) and "
+                         f"{split.turned[1]} mask(s) turned upright, as viewers show them and as "
+                         "training, evaluation and predict read them; masks must be drawn on "
+                         "the upright image (check one pair by eye)")
     if report.splits:
         names = list(report.splits)
         lines += ["", "Per-class pixel frequency (%)" + "".join(f"{n:>9}" for n in names)
