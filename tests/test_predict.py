@@ -1,5 +1,6 @@
 """python -m fcn_tf.predict: class-id PNGs, overlays, probabilities, large images."""
 
+import hashlib
 import json
 
 import cv2
@@ -100,3 +101,66 @@ def test_grayscale_model_reads_rgb_images_as_luma(tmp_path):
     expected = np.asarray(model(((luma - 5.0) / 100.0)[None]))[0].argmax(-1)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "x.png")), expected)
     assert json.loads((run_dir / "preprocessing.json").read_text())["mean"] == [5.0]
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()
+            if p.is_file()}
+
+
+def test_a_second_run_replaces_its_own_files_and_nothing_else(run, tmp_path, capsys):
+    _, run_dir, _, _, images = run
+    out = tmp_path / "out"
+    args = ["--model", str(run_dir), str(images / "small.png"), "--out", str(out)]
+    assert predict.main(args) == 0
+    manifest = predict.read_manifest(out)  # the last line about a file wins
+    assert set(manifest) == {"small.png", "small_overlay.png"}
+    assert all(entry["size"] == (out / name).stat().st_size for name, entry in manifest.items())
+    assert predict.main(args) == 0  # its own, unchanged files: replaced without --overwrite
+    (out / "notes.txt").write_text("mine")
+    (out / "small_overlay.png").write_bytes(b"edited by hand")
+    before = _digests(out)
+    assert predict.main(args) == 2
+    assert "small_overlay.png (predict wrote it, but it changed since)" in capsys.readouterr().err
+    assert _digests(out) == before
+    assert predict.main(args + ["--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert cv2.imread(str(out / "small_overlay.png")) is not None
+
+
+def test_overwrite_never_writes_over_an_input(run, tmp_path, capsys):
+    _, run_dir, _, _, images = run
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "small.png").write_bytes((images / "small.png").read_bytes())
+    before = _digests(folder)
+    assert predict.main(["--model", str(run_dir), str(folder), "--out", str(folder),
+                         "--overwrite"]) == 2
+    assert "never writes over an input, even with --overwrite" in capsys.readouterr().err
+    assert _digests(folder) == before
+
+
+def test_the_pixel_limit_refuses_before_the_model_and_can_be_raised(run, tmp_path, capsys):
+    _, run_dir, _, _, images = run
+    args = ["--model", str(run_dir), str(images / "small.png"), "--out", str(tmp_path / "o")]
+    assert predict.main(args + ["--max-image-pixels", "1000"]) == 2
+    err = capsys.readouterr()
+    assert "41x30 pixels (WxH: 1,230 pixels" in err.err and "over the limit of 1,000" in err.err
+    assert "--max-image-pixels sets the limit" in err.err and "Model:" not in err.out
+    assert predict.main(args + ["--max-image-pixels", "1230"]) == 0
+    assert predict.main(args + ["--max-image-pixels", "1000", "--skip-invalid"]) == 1
+    assert "over the limit of 1,000" in capsys.readouterr().err
+
+
+def test_exif_orientation_is_applied(run, tmp_path):
+    _, run_dir, _, model, _ = run
+    upright = np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored turned, shown upright after ROTATE_90
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, -1))).save(
+        tmp_path / "phone.png", exif=exif.tobytes())
+    assert predict.main(["--model", str(run_dir), str(tmp_path / "phone.png"),
+                         "--out", str(tmp_path / "o")]) == 0
+    classes = np.asarray(Image.open(tmp_path / "o" / "phone.png"))
+    expected = np.asarray(model(((upright.astype(np.float32) - 10.0) / 200.0)[None]))[0]
+    assert np.array_equal(classes, expected.argmax(-1))
