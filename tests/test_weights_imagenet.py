@@ -172,11 +172,37 @@ def test_wrong_hash_deletes_the_file_and_names_it(served, tmp_path, monkeypatch)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
-def test_a_corrupted_cache_entry_is_downloaded_again(served, tmp_path, vgg_file):
+def test_a_corrupted_cache_entry_is_kept_aside_said_and_downloaded_again(served, tmp_path,
+                                                                         vgg_file, capfd):
     _cached(tmp_path).parent.mkdir(parents=True)
     _cached(tmp_path).write_bytes(b"not the file")
     fcn_tf.load_weights(_fcn8s(), "imagenet")
     assert _cached(tmp_path).read_bytes() == vgg_file and len(served.requests) == 1
+    aside = _cached(tmp_path).parent / (FULL.name + ".bad-hash")
+    assert aside.read_bytes() == b"not the file"
+    assert f"had the wrong md5 (expected {_md5(vgg_file)}): kept as {aside}" in capfd.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_cache_names_the_folder_and_the_fix(served, tmp_path):
+    folder = _cached(tmp_path).parent
+    folder.mkdir(parents=True)
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(WeightsError, match=f"Cannot write into the Keras cache folder {folder}"
+                                               ".*Set KERAS_HOME to a writable folder"):
+            fcn_tf.load_weights(_fcn8s(), "imagenet")
+    finally:
+        folder.chmod(0o755)
+    assert served.requests == []
+
+
+def test_a_weights_dir_that_does_not_exist_is_an_error(served, tmp_path, monkeypatch):
+    monkeypatch.setenv("FCN_TF_WEIGHTS_DIR", str(tmp_path / "typo"))
+    with pytest.raises(WeightsError, match=r"\$FCN_TF_WEIGHTS_DIR is '.*typo', which is not a "
+                                           "folder"):
+        fcn_tf.load_weights(_fcn8s(), "imagenet")
+    assert served.requests == []
 
 
 def test_truncated_transfer_keeps_nothing(served, tmp_path):

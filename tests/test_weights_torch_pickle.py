@@ -164,3 +164,20 @@ def test_allowed_globals_cannot_be_altered_by_the_pickle(tmp_path):
         archive.writestr("archive/data.pkl", body)
     with pytest.raises(WeightsError, match="unexpected state for _rebuild_tensor_v2"):
         read_pth(path)
+
+
+def test_a_stride_zero_view_within_its_storage_still_loads(tmp_path):
+    obj = collections.OrderedDict(w=Tensor("s", 0, (1, 4), (0, 1)),
+                                  b=Tensor("s", 1, (3, 1), (1, 0)))
+    loaded = read_state_dict(save(tmp_path / "ok.pth", obj, {"s": np.arange(4, dtype=np.float32)}))
+    np.testing.assert_array_equal(loaded["w"], [[0, 1, 2, 3]])
+    np.testing.assert_array_equal(loaded["b"], [[1], [2], [3]])
+
+
+def test_many_tensors_over_one_storage_stop_at_the_read_budget(tmp_path):
+    storage = np.zeros(1 << 18, np.float32)  # 1 MiB, each view a 1 MiB copy
+    obj = collections.OrderedDict((f"w{i}", Tensor("s", 0, (1 << 18,), (1,))) for i in range(80))
+    path = save(tmp_path / "many.pth", obj, {"s": storage})
+    with pytest.raises(WeightsError, match=r"a tensor of size \(262144,\) \(float32\) declares "
+                                           r"1,048,576 bytes.*more than 67,108,864 bytes"):
+        read_pth(path)

@@ -103,8 +103,14 @@ def sniff_format(path):
         )
     if os.path.isdir(path):
         raise WeightsError(f"{path}: is a directory, expected a weights file.")
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: not a regular file (a pipe, socket or device); expected a "
+                           "weights file.")
     with open(path, "rb") as handle:
         head = handle.read(520)
+    if not head:
+        raise WeightsError(f"{path}: an empty file (0 bytes), expected a weights file. Copy or "
+                           "download it again (weights/README.md).")
     if head.startswith(MAGIC_MATLAB_V5) or head.startswith(b"MATLAB 7.3"):
         return "matconvnet"
     if head.startswith(MAGIC_HDF5):
@@ -199,6 +205,7 @@ def load_weights(model, path, *, channel_order=None, strict=True):
     """
     from fcn_tf.weights import assign
 
+    _check_arguments(model, path)
     if channel_order is not None and channel_order not in CHANNEL_ORDERS:
         raise WeightsError(
             f"channel_order must be 'rgb', 'bgr' or None, received {channel_order!r}."
@@ -227,6 +234,24 @@ def load_weights(model, path, *, channel_order=None, strict=True):
         preprocessing=file_weights.preprocessing,
         channel_order=order if file_weights.first_layer else None,
     )
+
+
+def _check_arguments(model, path):
+    """Refuse a ``model`` or ``path`` of the wrong kind, naming the parameter."""
+    if not hasattr(model, "layers") or not hasattr(model, "get_layer"):
+        raise WeightsError(
+            f"load_weights: model must be a Keras model (e.g. from fcn_tf.build_model), "
+            f"received {type(model).__name__}."
+        )
+    if not isinstance(path, (str, os.PathLike)):
+        raise WeightsError(
+            f"load_weights: path must be a weights file path or {IMAGENET!r}, received "
+            f"{path!r} ({type(path).__name__})."
+        )
+    if not os.fspath(path):
+        raise WeightsError(
+            f"load_weights: path is an empty string; give a weights file path or {IMAGENET!r}."
+        )
 
 
 __all__ = ["LoadedWeights", "WeightsError", "load_weights", "sniff_format"]

@@ -3,14 +3,19 @@
 :func:`imagenet_path` finds the ImageNet file of a model's backbone (the
 table is :data:`fcn_tf.backbones.IMAGENET_FILES`, one entry per backbone):
 
-1. ``$FCN_TF_WEIGHTS_DIR/<file name>``, for machines without internet;
+1. ``$FCN_TF_WEIGHTS_DIR/<file name>``, for machines without internet (a
+   variable naming a folder that does not exist is an error, not skipped, and
+   so is a file there whose hash does not match);
 2. the Keras cache, ``$KERAS_HOME/models/<file name>`` (``~/.keras/models``
    when ``KERAS_HOME`` is unset), where ``keras.applications`` keeps the same
-   files;
+   files; a cached file whose hash does not match is not deleted but kept
+   aside as ``<file name>.bad-hash`` (said on standard error), then fetched
+   again;
 3. else it downloads the file into the cache, with a progress bar on
    standard error, to a temporary name that is renamed into place only once
    the whole file has arrived and its hash matched: a partial or wrong
-   download never stays in the cache.
+   download never stays in the cache. A cache folder that cannot be written
+   is named, with the fix.
 
 Offline (no route, DNS failure, refused connection, time-out) it fails within
 ``timeout`` seconds with a :class:`~fcn_tf.weights.WeightsError` that names
@@ -93,22 +98,49 @@ def imagenet_path(model, backbone=None, *, timeout=TIMEOUT_SECONDS, progress=Tru
         progress: show a progress bar on standard error while downloading.
 
     Raises:
-        WeightsError: a model without ImageNet weights, no connection, an interrupted transfer, or a
-        file whose hash does not match (it is deleted).
+        WeightsError: a model without ImageNet weights, ``$FCN_TF_WEIGHTS_DIR``
+        naming a missing folder, a cache folder that cannot be written, no
+        connection, an interrupted transfer, or a downloaded file whose hash
+        does not match (the download is deleted; a cached file with a wrong
+        hash is kept aside as ``.bad-hash``).
     """
     entry = imagenet_file(model, backbone)
     local = os.environ.get(WEIGHTS_DIR_VARIABLE)
     if local:
+        if not os.path.isdir(local):
+            raise WeightsError(
+                f"${WEIGHTS_DIR_VARIABLE} is {local!r}, which is not a folder. Fix the variable, "
+                f"create the folder and put {entry.name} in it, or unset it to use the Keras "
+                f"cache ({cache_dir()}).")
         path = os.path.join(local, entry.name)
         if os.path.isfile(path):
+            if not _hash_matches(path, entry):
+                raise WeightsError(
+                    f"{path} (in ${WEIGHTS_DIR_VARIABLE}) has the wrong {entry.hash_algorithm} "
+                    f"(expected {entry.hash}): a corrupt copy or another file. Replace it with "
+                    f"{url_of(entry)}, or remove it to use the Keras cache.")
             return path
     path = os.path.join(cache_dir(), entry.name)
     if os.path.isfile(path):
         if _hash_matches(path, entry):
             return path
-        os.remove(path)  # a corrupted cache entry is fetched again
+        _keep_aside(path, entry)
     _download(entry, path, timeout, progress)
     return path
+
+
+def _keep_aside(path, entry):
+    """Rename a cached file with a wrong hash to ``<path>.bad-hash``; say so on standard error."""
+    aside = path + ".bad-hash"
+    try:
+        os.replace(path, aside)
+    except OSError as error:
+        raise WeightsError(
+            f"{path}: the cached file's {entry.hash_algorithm} is not {entry.hash} (corrupt or "
+            f"another file), and it cannot be moved aside to {aside} ({error}). Delete it "
+            "yourself to download it again.") from error
+    print(f"warning: {path} had the wrong {entry.hash_algorithm} (expected {entry.hash}): "
+          f"kept as {aside}, downloading it again.", file=sys.stderr, flush=True)
 
 
 def _hash_matches(path, entry):
@@ -127,17 +159,32 @@ def _by_hand(entry, path):
             "or give model.weights the file's path.")
 
 
+def _writable_folder(entry, path):
+    """Make the cache folder and a temporary file in it; a :class:`WeightsError` naming the fix."""
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part", dir=folder)
+    except OSError as error:
+        raise WeightsError(
+            f"Cannot write into the Keras cache folder {folder} to download {entry.name} "
+            f"({error.strerror or error}). Set KERAS_HOME to a writable folder, make {folder} "
+            f"writable, or put the file in a folder named by ${WEIGHTS_DIR_VARIABLE}. "
+            f"{_by_hand(entry, path)}") from error
+    return handle, probe
+
+
 def _download(entry, path, timeout, progress):
     url = url_of(entry)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, partial = _writable_folder(entry, path)
     try:
         response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - fixed https URL
     except (urllib.error.URLError, OSError) as error:
+        os.close(handle)
+        os.remove(partial)
         reason = getattr(error, "reason", error)
         raise WeightsError(f"Could not download the ImageNet weights {entry.name} from {url}: "
                      f"{reason}. {_by_hand(entry, path)}") from error
-    handle, partial = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part",
-                                       dir=os.path.dirname(path))
     try:
         with response, os.fdopen(handle, "wb") as out:
             expected = int(response.headers.get("Content-Length") or 0)

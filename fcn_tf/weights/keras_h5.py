@@ -36,6 +36,7 @@ import numpy as np
 from fcn_tf.preprocessing import VGG_MEAN_RGB, Preprocessing
 from fcn_tf.weights import WeightsError
 from fcn_tf.weights.assign import FileWeights, model_layers
+from fcn_tf.weights.limits import ReadBudget
 
 XCEPTION_RESIDUAL_BLOCKS = (2, 3, 4, 13)
 UNNAMED_CONV = re.compile(r"^conv2d(_\d+)?$")
@@ -171,14 +172,21 @@ def _decode(values):
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def read_legacy(root):
+def _array(dataset, budget):
+    """A dataset's values, read once its declared size fits ``budget`` (:mod:`.limits`)."""
+    budget.take(dataset.size * dataset.dtype.itemsize,
+                f"dataset {dataset.name!r} of shape {dataset.shape} ({dataset.dtype})")
+    return np.asarray(dataset)
+
+
+def read_legacy(root, budget):
     """``{layer name: [arrays]}`` from a legacy Keras h5 group with ``layer_names``."""
     entries = {}
     for name in _decode(root.attrs["layer_names"]):
         group = root[name]
         weight_names = _decode(group.attrs.get("weight_names", []))
         if weight_names:
-            entries[name] = [np.asarray(group[w]) for w in weight_names]
+            entries[name] = [_array(group[w], budget) for w in weight_names]
     return entries
 
 
@@ -214,13 +222,13 @@ def _reference_model(architecture):
     return build[architecture]()
 
 
-def read_keras3(path, root):
+def read_keras3(path, root, budget):
     """``(architecture, {layer name: [arrays]})`` of a Keras 3 ``.weights.h5``."""
     groups = {}
     for key, group in root["layers"].items():
         if "vars" in group and len(group["vars"]):
             variables = group["vars"]
-            groups[key] = [np.asarray(variables[i]) for i in sorted(variables, key=int)]
+            groups[key] = [_array(variables[i], budget) for i in sorted(variables, key=int)]
     if any(k.startswith("separable_conv2d") for k in groups):
         architecture = "xception"
     elif any(k.startswith("depthwise_conv2d") for k in groups):
@@ -264,13 +272,14 @@ def read(path, model):
             f"not an HDF5 file or truncated: {path} ({error}). Download the file "
             "again (weights/README.md)."
         ) from error
+    budget = ReadBudget.for_file(path)
     with handle:
         root = handle["model_weights"] if "model_weights" in handle else handle
         if "layer_names" in root.attrs:
-            entries = read_legacy(root)
+            entries = read_legacy(root, budget)
             architecture = architecture_of(entries)
         elif "layers" in root:
-            architecture, entries = read_keras3(path, root)
+            architecture, entries = read_keras3(path, root, budget)
         else:
             raise WeightsError(
                 f"{path}: an HDF5 file but not Keras weights (no 'layer_names' "

@@ -23,6 +23,7 @@ pytorch-fcn's weights come from Caffe and take **BGR** images minus
 ``preprocessing`` holds that mean in RGB order.
 """
 
+import math
 import zipfile
 import zlib
 
@@ -31,6 +32,7 @@ import numpy as np
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.weights import WeightsError
 from fcn_tf.weights.assign import FileWeights, model_layers
+from fcn_tf.weights.limits import ReadBudget
 
 # pytorch-fcn's input normalisation (torchfcn/datasets/voc.py), BGR.
 PYTORCH_FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
@@ -85,13 +87,45 @@ def convert_state_dict(state):
     return arrays, sources
 
 
+def _check_member(archive, key, path, budget):
+    """Refuse an array whose ``.npy`` header declares more than its member holds or the budget.
+
+    NumPy allocates the whole declared array before it reads a zip member, so
+    the header is read and checked first (:mod:`fcn_tf.weights.limits`).
+    """
+    info = archive.zip.getinfo(key if key in archive.zip.namelist() else key + ".npy")
+    with archive.zip.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(member)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > info.file_size:
+        raise WeightsError(
+            f"{path}: array {key!r} declares shape {shape} ({dtype}) = {nbytes:,} bytes, but its "
+            f"member holds {info.file_size:,}; the file is truncated or corrupt. Nothing was "
+            "allocated for it.")
+    budget.take(nbytes, f"array {key!r} of shape {shape} ({dtype})")
+
+
 def read_npz(path):
-    """``{key: array}`` of an ``.npz``, with a clear error for anything else."""
+    """``{key: array}`` of an ``.npz``, with a clear error for anything else.
+
+    Every array's declared size is checked before it is allocated
+    (:mod:`fcn_tf.weights.limits`).
+    """
+    budget = ReadBudget.for_file(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not hasattr(archive, "files"):
                 raise ValueError("a single .npy array, not an .npz archive")
-            return {key: archive[key] for key in archive.files}
+            state = {}
+            for key in archive.files:
+                _check_member(archive, key, path, budget)
+                state[key] = archive[key]
+            return state
+    except WeightsError:
+        raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise WeightsError(
             f"not an .npz archive or truncated: {path} ({type(error).__name__}: {error}). "

@@ -23,9 +23,16 @@ Both file formats are read:
 
 Tensors become NumPy arrays of the same shape, built from their storage with
 their offset and strides (views, transposes and slices sharing one storage
-each come out as their own contiguous copy). ``float32``, ``float64``,
-``float16`` and the integer and bool types keep their dtype; ``bfloat16``,
-which NumPy lacks, becomes ``float32`` (exact).
+each come out as their own contiguous copy). ``float32``, ``float64``, ``float16`` and the integer and bool types
+keep their dtype; ``bfloat16``, which NumPy lacks, becomes ``float32`` (exact).
+
+The file is untrusted, so what it declares is checked before anything is
+allocated (:mod:`fcn_tf.weights.limits`): a tensor may not hold more elements
+than its storage (a stride-0 view that repeats one element is refused), every
+zip member and storage must fit the file's read budget (a deflated member that
+inflates to gigabytes is refused from its declared size), a storage must not
+claim more bytes than the file has left, and containers may nest at most
+:data:`~fcn_tf.weights.limits.MAX_DEPTH` levels. Each refusal names the numbers.
 
 Example:
     >>> from fcn_tf.weights.torch_pickle import read_state_dict  # doctest: +SKIP
@@ -36,8 +43,10 @@ Example:
 
 import collections
 import io
+import math
 import os
 import pickle
+import reprlib
 import struct
 import zipfile
 import zlib
@@ -45,6 +54,7 @@ import zlib
 import numpy as np
 
 from fcn_tf.weights import WeightsError
+from fcn_tf.weights.limits import MAX_DEPTH, MAX_PICKLE_BYTES, ReadBudget, check_zip_member
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
@@ -65,6 +75,9 @@ STORAGE_DTYPES = {
     "ByteStorage": "u1",
     "BoolStorage": "?",
 }
+
+# Larger tensor dimensions are refused (no weight has one; NumPy cannot always shape them).
+MAX_DIMENSION = 2**31 - 1
 
 # Where a training checkpoint keeps its state dict, most specific first.
 STATE_DICT_KEYS = (
@@ -124,11 +137,16 @@ class _Tensor(_Record):
     __slots__ = ("storage", "offset", "size", "stride")
 
 
+class RefusedTensor(pickle.UnpicklingError):
+    """A tensor the file declares that this reader refuses to build (the message says why)."""
+
+
 def _int_tuple(value, what):
     if not isinstance(value, (tuple, list)) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
-        raise pickle.UnpicklingError(f"tensor {what} must be a tuple of ints, got {value!r}")
+        raise pickle.UnpicklingError(
+            f"tensor {what} must be a tuple of ints, got {reprlib.repr(value)}")
     return tuple(value)
 
 
@@ -142,6 +160,15 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_):
         raise pickle.UnpicklingError(f"bad tensor storage offset {storage_offset!r}")
     if len(size) != len(stride) or any(s < 0 for s in size + stride):
         raise pickle.UnpicklingError(f"bad tensor size {size} / stride {stride}")
+    if any(n > MAX_DIMENSION for n in size):
+        raise RefusedTensor(f"a tensor of size {size}: a dimension over {MAX_DIMENSION:,}")
+    elements = math.prod(size)
+    if elements > storage.numel:
+        raise RefusedTensor(
+            f"a tensor of size {size} with stride {stride} has {elements:,} elements over a "
+            f"storage of {storage.numel:,}: a view that repeats elements (stride 0 or "
+            "overlapping strides). Each tensor is built as its own array, so one may not hold "
+            "more elements than its storage; save tensor.clone() or .contiguous() instead")
     if all(size):
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.numel:
@@ -265,29 +292,49 @@ def _storage_array(storage, data, byteorder, path):
     return array.astype(array.dtype.newbyteorder("="), copy=False)
 
 
-def _materialize(value):
-    """Replace tensor placeholders by NumPy arrays in plain containers."""
-    if isinstance(value, _Tensor):
+class _Builder:
+    """Turns tensor placeholders into NumPy arrays within the file's read budget."""
+
+    def __init__(self, budget):
+        self.budget = budget
+        self.built = {}  # id(_Tensor) -> array: a tensor named twice is one array
+
+    def tensor(self, value):
+        if id(value) in self.built:
+            return self.built[id(value)]
         base = value.storage.array
+        self.budget.take(math.prod(value.size) * base.itemsize,
+                         f"a tensor of size {value.size} ({base.dtype})")
         if not all(value.size):
-            return np.zeros(value.size, base.dtype)
-        view = np.lib.stride_tricks.as_strided(
-            base[value.offset:],
-            shape=value.size,
-            strides=tuple(s * base.itemsize for s in value.stride),
-            writeable=False,
-        )
-        return np.array(view)  # a contiguous copy, independent of the storage
-    if isinstance(value, dict):
-        result = value.__class__() if isinstance(value, collections.OrderedDict) else {}
-        for key, item in value.items():
-            result[key] = _materialize(item)
-        return result
-    if isinstance(value, list):
-        return [_materialize(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_materialize(item) for item in value)
-    return value
+            array = np.zeros(value.size, base.dtype)
+        else:
+            view = np.lib.stride_tricks.as_strided(
+                base[value.offset:],
+                shape=value.size,
+                strides=tuple(s * base.itemsize for s in value.stride),
+                writeable=False,
+            )
+            array = np.array(view)  # a contiguous copy, independent of the storage
+        self.built[id(value)] = array
+        return array
+
+    def build(self, value, depth=0):
+        """``value`` with tensor placeholders replaced by arrays, in plain containers."""
+        if isinstance(value, _Tensor):
+            return self.tensor(value)
+        if not isinstance(value, (dict, list, tuple)):
+            return value
+        if depth >= MAX_DEPTH:
+            raise WeightsError(
+                f"{self.budget.path}: refused to load: containers nested more than {MAX_DEPTH} "
+                "levels deep, or one that contains itself; a checkpoint nests a few levels.")
+        if isinstance(value, dict):
+            result = value.__class__() if isinstance(value, collections.OrderedDict) else {}
+            for key, item in value.items():
+                result[key] = self.build(item, depth + 1)
+            return result
+        items = [self.build(item, depth + 1) for item in value]
+        return items if isinstance(value, list) else tuple(items)
 
 
 def is_torch_file(path):
@@ -317,6 +364,8 @@ def _zip_record(names):
 def _load(handle, storages, path):
     try:
         return RestrictedUnpickler(handle, storages).load()
+    except RefusedTensor as error:
+        raise WeightsError(f"{path}: refused to load: {error}.") from None
     except RefusedGlobal as error:
         raise WeightsError(
             f"{path}: refused to load: the file's pickle names the global {error}, "
@@ -326,14 +375,14 @@ def _load(handle, storages, path):
             "and save model.state_dict() again."
         ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-            KeyError, AttributeError, struct.error) as error:
+            KeyError, AttributeError, struct.error, RecursionError, MemoryError) as error:
         raise WeightsError(
             f"{path}: not a readable PyTorch file ({type(error).__name__}: {error}). "
             "Expected the output of torch.save (zip or pre-1.6 format)."
         ) from error
 
 
-def _read_zip(path):
+def _read_zip(path, budget):
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
@@ -347,17 +396,26 @@ def _read_zip(path):
         names = set(archive.namelist())
         byteorder = "little"
         if prefix + "byteorder" in names:
-            byteorder = archive.read(prefix + "byteorder").decode("ascii").strip()
+            byteorder = archive.read(prefix + "byteorder")[:16].decode("ascii", "replace").strip()
             if byteorder not in ("little", "big"):
                 raise WeightsError(f"{path}: unknown byteorder {byteorder!r}.")
         storages = {}
         try:
-            obj = _load(io.BytesIO(archive.read(prefix + "data.pkl")), storages, path)
+            info = archive.getinfo(prefix + "data.pkl")
+            if info.file_size > MAX_PICKLE_BYTES:
+                raise WeightsError(
+                    f"{path}: refused to load: its pickle ({info.filename!r}) declares "
+                    f"{info.file_size:,} bytes unpacked ({info.compress_size:,} packed), over "
+                    f"{MAX_PICKLE_BYTES:,}; a state dict's pickle takes a few megabytes.")
+            check_zip_member(info, path, budget, "the pickle")
+            obj = _load(io.BytesIO(archive.read(info)), storages, path)
             for key, storage in storages.items():
                 member = f"{prefix}data/{key}"
                 if member not in names:
                     raise WeightsError(f"{path}: storage {member!r} is missing from the archive.")
-                storage.array = _storage_array(storage, archive.read(member), byteorder, path)
+                storage.array = _storage_array(storage, _read_member(archive, member, storage,
+                                                                     byteorder, path, budget),
+                                               byteorder, path)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
             raise WeightsError(
                 f"{path}: truncated or corrupt zip archive ({type(error).__name__}: {error})."
@@ -365,24 +423,55 @@ def _read_zip(path):
     return obj
 
 
-def _read_legacy(path):
+def _read_member(archive, member, storage, byteorder, path, budget):
+    """A storage's bytes, read once its declared size fits the budget (no more than it needs)."""
+    info = archive.getinfo(member)
+    needed = storage.numel * _numpy_dtype(storage.type, byteorder).itemsize
+    if info.file_size < needed:
+        raise WeightsError(
+            f"{path}: storage {storage.key!r} holds {info.file_size} bytes, expected "
+            f"{needed} ({storage.numel} x {storage.type}); the file is truncated or corrupt."
+        )
+    budget.take(needed, f"storage {storage.key!r} ({storage.numel:,} x {storage.type}, "
+                        f"{info.compress_size:,} bytes packed)")
+    with archive.open(info) as handle:
+        return handle.read(needed)
+
+
+class _BoundedReader:
+    """A file for the unpickler that never reads past ``end``: a pickle may claim any length."""
+
+    def __init__(self, handle, end):
+        self.handle, self.end = handle, end
+
+    def read(self, size=-1):
+        left = max(self.end - self.handle.tell(), 0)
+        return self.handle.read(left if size is None or size < 0 or size > left else size)
+
+    def readline(self, size=-1):
+        return self.handle.readline(size)
+
+
+def _read_legacy(path, budget):
     storages = {}
+    end = os.path.getsize(path)
     with open(path, "rb") as handle:
-        magic = _load(handle, {}, path)
+        bounded = _BoundedReader(handle, end)
+        magic = _load(bounded, {}, path)
         if magic != LEGACY_MAGIC:
             raise WeightsError(f"{path}: not a PyTorch file (bad magic number).")
-        version = _load(handle, {}, path)
+        version = _load(bounded, {}, path)
         if version != LEGACY_PROTOCOL_VERSION:
             raise WeightsError(
                 f"{path}: PyTorch legacy protocol version {version!r}, expected "
                 f"{LEGACY_PROTOCOL_VERSION}."
             )
-        info = _load(handle, {}, path)
+        info = _load(bounded, {}, path)
         byteorder = "little"
         if isinstance(info, dict) and info.get("little_endian") is False:
             byteorder = "big"
-        obj = _load(handle, storages, path)
-        keys = _load(handle, {}, path)
+        obj = _load(bounded, storages, path)
+        keys = _load(bounded, {}, path)
         if not isinstance(keys, list) or set(keys) != set(storages):
             raise WeightsError(
                 f"{path}: the storage list does not match the tensors; the file is corrupt."
@@ -399,6 +488,13 @@ def _read_legacy(path):
                     f"{storage.numel}; the file is corrupt."
                 )
             nbytes = numel * _numpy_dtype(storage.type, byteorder).itemsize
+            left = end - handle.tell()
+            if nbytes > left:
+                raise WeightsError(
+                    f"{path}: storage {key!r} declares {numel:,} x {storage.type} = {nbytes:,} "
+                    f"bytes, but only {left:,} bytes of the file are left; the file is "
+                    "truncated or corrupt.")
+            budget.take(nbytes, f"storage {key!r} ({numel:,} x {storage.type})")
             storage.array = _storage_array(storage, handle.read(nbytes), byteorder, path)
     return obj
 
@@ -414,8 +510,9 @@ def read_pth(path):
 
     Raises:
         WeightsError: the file names any other global (it is refused before
-            anything from it runs), is not a ``torch.save`` file, or is
-            truncated.
+            anything from it runs), is not a ``torch.save`` file, is
+            truncated, or declares more than it holds (see the module
+            docstring: refused before anything is allocated).
 
     Example:
         >>> obj = read_pth("checkpoint.pth")  # doctest: +SKIP
@@ -427,16 +524,18 @@ def read_pth(path):
         raise WeightsError(f"PyTorch file not found: {path}.")
     with open(path, "rb") as handle:
         head = handle.read(16)
+    budget = ReadBudget.for_file(path)
     if head.startswith(b"PK\x03\x04"):
-        obj = _read_zip(path)
+        obj = _read_zip(path, budget)
     elif head[:1] == b"\x80" and head[2:14] == LEGACY_HEAD:
-        obj = _read_legacy(path)
+        obj = _read_legacy(path, budget)
     else:
+        empty = " (an empty file)" if not head else ""
         raise WeightsError(
-            f"{path}: not a PyTorch file: neither a zip archive with data.pkl nor the "
+            f"{path}: not a PyTorch file{empty}: neither a zip archive with data.pkl nor the "
             "pre-1.6 format (magic number). Expected the output of torch.save."
         )
-    return _materialize(obj)
+    return _Builder(budget).build(obj)
 
 
 def _is_state_dict(value):
@@ -461,7 +560,8 @@ def find_state_dict(obj, path="the file"):
     """
     found = _search_state_dict(obj, depth=2)
     if found is None:
-        seen = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        seen = (sorted(k if isinstance(k, str) else reprlib.repr(k) for k in obj)
+                if isinstance(obj, dict) else type(obj).__name__)
         raise WeightsError(
             f"{path}: no state dict found (a dict of tensors, at the top or under one of "
             f"{', '.join(repr(k) for k in STATE_DICT_KEYS)}); the file holds {seen}. "
