@@ -155,6 +155,11 @@ class OutputConfig:
         check_run_name(self.name)
 
 
+def _shown(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
+
+
 # Room for the "-N" suffix of later runs within a file system's 255-byte names.
 MAX_NAME_BYTES = 200
 
@@ -173,7 +178,7 @@ def check_run_name(name):
     if problem:
         raise ConfigError(
             f"output.name: expected one folder name (the run folder inside output.dir), "
-            f"received {name!r}: {problem}. Use a plain name such as \"run\" and put the "
+            f"received {_shown(name)}: {problem}. Use a plain name such as \"run\" and put the "
             "parent folder in output.dir."
         )
 
@@ -218,11 +223,6 @@ def _parse_value(text, item):
     if nesting_depth(value) > MAX_DEPTH:
         raise too_deep
     return value
-
-
-def _shown(value, limit=80):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
 
 
 def apply_overrides(document, overrides):

@@ -184,9 +184,10 @@ def _check_bounds(value, meta, key):
             f"{key}: expected one of {', '.join(repr(c) for c in meta['choices'])}, "
             f"received {value!r}.{hint}"
         )
-    if isinstance(value, (list, tuple)) and len(value) < meta.get("min_items", 0):
-        raise ConfigError(f"{key}: expected at least {meta['min_items']} value(s), received "
-                          f"{list(value)!r}.")
+    fewest = meta.get("min_items", 0)
+    if isinstance(value, (list, tuple)) and len(value) < fewest:
+        raise ConfigError(f"{key}: expected at least {fewest} value{'s' * (fewest != 1)}, "
+                          f"received {list(value)!r}.")
     _check_range(value, meta, key, value)
 
 
