@@ -41,6 +41,8 @@ import tensorflow as tf
 
 from fcn_tf.data import DatasetError, build_dataset
 from fcn_tf.fidelity import FIDELITY_FILE, MAX_CHANGED, check_export, format_fidelity
+from fcn_tf.models.folding import fold_batch_norm as fold
+from fcn_tf.models.folding import foldable_pairs
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 from fcn_tf.precision import PRECISIONS, with_precision
 from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
@@ -337,7 +339,7 @@ def _precisions(value, enabled, check):
 def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=False,
                  tflite_precision="float32", tflite_size=None, precision=None,
                  jit_compile=False, sources=(), onnx=False, onnx_precision="float32",
-                 representative=None):
+                 representative=None, fold_batch_norm=True):
     """Export an in-memory Keras model as a SavedModel folder ``out`` (and LiteRT / ONNX files).
 
     Args:
@@ -362,6 +364,10 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
         onnx_precision: one or several of ``float32``, ``int8`` (dynamic).
         representative: uint8 ``[1, H, W, 3]`` images for ``int8_full``
             (:func:`representative_images`).
+        fold_batch_norm: fold each convolution + BatchNormalization pair into
+            one convolution in every exported graph
+            (:func:`fcn_tf.models.folding.fold_batch_norm`; the same function
+            up to float32 rounding, no normalisation ops left to run).
 
     Returns:
         A dict with the export path and the size in bytes of the SavedModel
@@ -384,8 +390,12 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
                 "a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. models/seg/2)."
             )
         check_replaceable(out, sources)
-    if precision is not None:
-        model = with_precision(model, precision)
+    folded = len(foldable_pairs(model)) if fold_batch_norm else 0
+    if precision is None:
+        precision = _model_precision(model)
+    if folded:
+        model = fold(model)  # a float32 copy
+    model = with_precision(model, precision)
     channels = int(model.input_shape[-1])
     preprocessing = preprocessing.for_channels(channels)
     parent = os.path.dirname(out)
@@ -399,7 +409,8 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
             tflite_size=tuple(tflite_size) if tflite_size else None,
             onnx_precisions=onnx_precisions, representative=representative)
         metadata = dict(metadata, precision=_model_precision(model),
-                        jit_compile=bool(jit_compile), artifacts=artifacts)
+                        jit_compile=bool(jit_compile), batch_norm_folded=folded,
+                        artifacts=artifacts)
         with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2)
         _replace_folder(tmp, out)
@@ -417,7 +428,7 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
 def export_checkpoint(checkpoint_path, export_dir, overwrite=False, tflite=False,
                       metadata_from_run=None, tflite_precision="float32", tflite_size=None,
                       precision=None, jit_compile=False, verbose=0, onnx=False,
-                      onnx_precision="float32"):
+                      onnx_precision="float32", fold_batch_norm=True):
     """Export a ``.keras`` checkpoint (or run folder) as a SavedModel in ``export_dir``.
 
     The path-based wrapper of :func:`export_model` used by the CLI: it loads
@@ -432,7 +443,7 @@ def export_checkpoint(checkpoint_path, export_dir, overwrite=False, tflite=False
             preprocessing.json describe the model; default: the checkpoint's.
         tflite_size: a fixed LiteRT input size; default free.
         overwrite, tflite, tflite_precision, precision, jit_compile, onnx,
-        onnx_precision: as :func:`export_model`.
+        onnx_precision, fold_batch_norm: as :func:`export_model`.
     """
     export_dir = os.path.abspath(export_dir)
     checkpoint = resolve_checkpoint(checkpoint_path)
@@ -465,7 +476,8 @@ def export_checkpoint(checkpoint_path, export_dir, overwrite=False, tflite=False
     return export_model(model, preprocessing, metadata, export_dir, overwrite=overwrite,
                         tflite=tflite, tflite_precision=tflite_precision, tflite_size=tflite_size,
                         precision=precision, jit_compile=jit_compile, sources=sources,
-                        onnx=onnx, onnx_precision=onnx_precision, representative=representative)
+                        onnx=onnx, onnx_precision=onnx_precision, representative=representative,
+                        fold_batch_norm=fold_batch_norm)
 
 
 def _replace_folder(source, target):
@@ -506,6 +518,9 @@ def _parser():
     parser.add_argument("--jit-compile", action="store_true",
                         help="compile with XLA: faster at a fixed size, but every new input "
                              "size compiles again (see docs/PERFORMANCE.md)")
+    parser.add_argument("--no-fold-batch-norm", dest="fold_batch_norm", action="store_false",
+                        help="keep BatchNormalization layers as trained instead of folding them "
+                             "into the convolutions before them")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--check", metavar="SPLIT",
                         help="after exporting, score every file against the checkpoint on this "
@@ -551,7 +566,8 @@ def main(argv=None):
                 args.checkpoint, args.out, overwrite=args.overwrite, tflite=args.tflite,
                 tflite_precision=args.tflite_precision, tflite_size=args.tflite_size,
                 precision=args.precision, jit_compile=args.jit_compile, verbose=1,
-                onnx=args.onnx, onnx_precision=args.onnx_precision)
+                onnx=args.onnx, onnx_precision=args.onnx_precision,
+                fold_batch_norm=args.fold_batch_norm)
             print(f"SavedModel: {result['export_dir']} "
                   f"({result['saved_model_bytes'] / 2**20:.2f} MiB)")
             for name, size in result["files"].items():

@@ -18,6 +18,7 @@ PACKAGE = ROOT / "fcn_tf"
 LAYERS = [
     {"fcn_tf.utils"},
     {"fcn_tf.outputs"},         # logits -> class ids / probabilities
+    {"fcn_tf.runtimes"},        # LiteRT and ONNX files: conversion and reading
     {"fcn_tf.layers", "fcn_tf.preprocessing", "fcn_tf.precision", "fcn_tf.schedules",
      "fcn_tf.losses", "fcn_tf.metrics", "fcn_tf.visualize"},
     {"fcn_tf.backbones"},
@@ -26,7 +27,8 @@ LAYERS = [
     {"fcn_tf.config"},          # the run config: holds the data section
     {"fcn_tf.runs"},            # run folders, checkpoints, loading for inference
     {"fcn_tf.inference"},       # test-time augmentation and sliding windows
-    {"fcn_tf.evaluation", "fcn_tf.export"},
+    {"fcn_tf.evaluation", "fcn_tf.fidelity"},  # scoring: a split, an export's files
+    {"fcn_tf.export"},
     {"fcn_tf.training"},
     {"fcn_tf", "fcn_tf.train", "fcn_tf.evaluate", "fcn_tf.predict", "fcn_tf.serve",
      "fcn_tf.bench"},
@@ -34,7 +36,8 @@ LAYERS = [
 # Serving and inference never depend on training, whatever their layer.
 NEVER = {unit: {"fcn_tf.training", "fcn_tf.train"}
          for unit in ("fcn_tf.serve", "fcn_tf.predict", "fcn_tf.evaluate", "fcn_tf.export",
-                      "fcn_tf.inference", "fcn_tf.evaluation", "fcn_tf.runs")}
+                      "fcn_tf.inference", "fcn_tf.evaluation", "fcn_tf.runs",
+                      "fcn_tf.runtimes", "fcn_tf.fidelity")}
 # Imports of fcn_tf modules inside functions: only where the imported module
 # pulls in a heavy optional dependency (or, for the CLIs, one that must not be
 # loaded before arguments are parsed). (importing module, imported module).
