@@ -1,8 +1,8 @@
-"""``python -m fcn_tf.export --checkpoint PATH --out DIR [--tflite] [--overwrite]``.
+"""``python -m fcn_tf.export --checkpoint PATH --out DIR [--tflite] [--onnx] [--check SPLIT]``.
 
 Exports a trained model as a TensorFlow SavedModel for TensorFlow Serving
-(see docs/SERVING.md), with normalisation inside the graph so clients send raw
-pixels:
+(see docs/SERVING.md), and optionally as LiteRT and ONNX files, all with the
+normalisation inside so clients send raw pixels:
 
 - ``serving_default``: ``images`` uint8 ``[batch, height, width, 3]`` (any
   height and width) -> ``class_ids`` int32 ``[batch, height, width]`` and
@@ -12,15 +12,24 @@ pixels:
 - a non-signature function ``logits`` (Python ``tf.saved_model.load`` only):
   float32 pixels ``[batch, height, width, input_channels]`` in [0, 255] ->
   logits, used by ``python -m fcn_tf.predict`` for test-time augmentation.
+- ``--tflite``: one LiteRT file per ``--tflite-precision`` (``model.tflite``,
+  ``model_float16.tflite``, ``model_int8.tflite``, ``model_int8_full.tflite``),
+  uint8 ``[1, H, W, 3]`` with free height and width unless ``--tflite-size``;
+  ``--onnx``: ``model.onnx`` / ``model_int8.onnx``, uint8 ``[batch, H, W, 3]``
+  (:mod:`fcn_tf.runtimes`). Each has the same two outputs.
 
 Grayscale models (``image_channels`` 1) take the same 3-channel RGB inputs;
 the graph converts them to luma (ITU-R 601-2, as the data pipeline does).
 A two-class model with one binary logit gives ``probabilities`` ``[1 - p, p]``.
+Convolution + BatchNorm pairs are folded into one convolution in every
+exported graph (:mod:`fcn_tf.models.folding`; ``--no-fold-batch-norm`` keeps
+them).
 
 ``metadata.json`` next to ``saved_model.pb`` holds the model name, class
-names and colours, input channels, normalisation and training config.
-``--tflite`` adds ``model.tflite``: a fixed-size ``[1, H, W, 3]`` uint8 input
-(``--tflite-size``, default the training crop) with the same two outputs.
+names and colours, input channels, normalisation, training config and what
+each LiteRT / ONNX file takes and gives. ``--check SPLIT`` then scores every
+file against the checkpoint on that split of the run's data
+(:mod:`fcn_tf.fidelity`) and writes ``fidelity.json``.
 
 The export is written to a temporary folder next to ``--out`` and renamed
 into place, so a failed export never leaves half a model.
