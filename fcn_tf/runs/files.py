@@ -94,7 +94,8 @@ def atomic_write_text(path, text):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.basename(path))
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        if hasattr(os, "fchmod"):  # POSIX: mkstemp's 0600 -> what open() would give
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

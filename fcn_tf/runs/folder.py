@@ -52,7 +52,6 @@ from fcn_tf.runs.files import (
     STATE_FILE,
     TENSORBOARD_DIR,
     TMP_PREFIX,
-    WORKERS_DIR,
     DamagedFileError,
     atomic_write_json,
     read_json,
@@ -101,8 +100,9 @@ def _state_problem(state):
         return (f"checkpoint is {checkpoint!r}, expected {CHECKPOINT_DIR}/epochNNNN.keras "
                 "inside the run folder")
     history = state.get("history", [])
-    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
-        return "history is not a list of epoch records"
+    if not isinstance(history, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in history):
+        return "history is not a list of epoch records (each with its epoch number)"
     return None
 
 
@@ -126,8 +126,7 @@ def _quietly_read(path):
 
 def _holds_nothing_of_its_own(path):
     """Whether ``path`` is empty but for a lock and temporary files (a run that died early)."""
-    return all(name in (LOCK_FILE, WORKERS_DIR) or name.startswith(TMP_PREFIX)
-               for name in os.listdir(path))
+    return all(name == LOCK_FILE or name.startswith(TMP_PREFIX) for name in os.listdir(path))
 
 
 def check_run_folder(path):
