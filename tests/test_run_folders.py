@@ -360,6 +360,11 @@ def test_only_run_folders_are_written_into_and_only_eval_export_output_may_chang
                                          r"config to resume it \(only the eval, export and "
                                          r"output sections may change\)"):
         choose_run_dir(str(tmp_path / "older"), "tiny", changed)
+    # A finished run is never read further nor touched: the next run goes beside it.
+    (older / "state.json").write_text(json.dumps({"epochs_completed": 2, "finished": True}))
+    (older / "config.json").write_text("{ damaged")
+    assert choose_run_dir(str(tmp_path / "older"), "tiny", changed) == (
+        str(tmp_path / "older" / "tiny-2"), False)
     # An empty folder (the user made it, or a run died before its marker) is taken.
     (tmp_path / "empty" / "tiny").mkdir(parents=True)
     assert choose_run_dir(str(tmp_path / "empty"), "tiny", effective) == (

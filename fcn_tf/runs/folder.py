@@ -130,11 +130,10 @@ def _holds_nothing_of_its_own(path):
 
 
 def check_run_folder(path):
-    """Raise :class:`RunFolderError` unless training may write into the existing ``path``.
+    """Raise :class:`RunFolderError` unless the existing ``path`` is a run folder.
 
-    ``path`` must be a folder, a run folder (:func:`is_run_folder`) or one
-    that holds nothing yet, and its known files and folders must be files
-    and folders.
+    ``path`` must be a folder, and a run folder (:func:`is_run_folder`) or
+    one that holds nothing yet.
     """
     if not os.path.isdir(path):
         what = "a broken link" if not os.path.exists(path) else "a file"
@@ -153,6 +152,13 @@ def check_run_folder(path):
             f"is a run folder of an older fcn_tf, create an empty file {RUN_MARKER} in it "
             "to resume it."
         )
+
+
+def check_resumable(path):
+    """Raise :class:`RunFolderError` unless training can go on in the run folder ``path``.
+
+    It must be writable, and its known files and folders files and folders.
+    """
     if not os.access(path, os.W_OK | os.X_OK):
         raise RunFolderError(
             f"{path} is not writable by this user, so its run cannot be resumed here. Ask "
@@ -226,12 +232,10 @@ def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
         last = candidate
     if last is not None and not fresh:
         check_run_folder(last)
-        try:
-            state = read_state(last)
-            saved = read_config_dict(last)
-        except (DamagedFileError, RunFolderError) as error:
-            raise RunFolderError(f"{error} {_FRESH_HINT}") from None
+        state = _for_resume(read_state, last)
         if state is None or not state.get("finished"):
+            check_resumable(last)
+            saved = _for_resume(read_config_dict, last)
             differing = [] if saved is None else config_changes(saved, effective_config)
             differing = [key for key in differing if not may_change_on_resume(key)]
             if differing:
@@ -250,6 +254,14 @@ def choose_run_dir(parent, name, effective_config, fresh=False, create=True):
                 create_run_dir(candidate)
             return candidate, False
     raise AssertionError("unreachable")
+
+
+def _for_resume(read, run_dir):
+    """``read(run_dir)``; a damaged file's error gets the way out."""
+    try:
+        return read(run_dir)
+    except (DamagedFileError, RunFolderError) as error:
+        raise RunFolderError(f"{error} {_FRESH_HINT}") from None
 
 
 def create_run_dir(run_dir):
