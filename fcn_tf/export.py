@@ -42,7 +42,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 
 import keras
 import numpy as np
@@ -71,6 +70,7 @@ from fcn_tf.runs.lock import pid_alive
 from fcn_tf.runtimes import litert
 from fcn_tf.runtimes import onnx as onnx_runtime
 from fcn_tf.utils.cli import report_error
+from fcn_tf.utils.files import make_temp_dir
 
 TFLITE_FILE = litert.file_name("float32")
 TFLITE_PRECISIONS = litert.PRECISIONS
@@ -410,7 +410,7 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     remove_stale_temporaries(out)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f"{TMP_PREFIX}{os.path.basename(out)}-{os.getpid()}-")
+    tmp = make_temp_dir(parent, prefix=f"{TMP_PREFIX}{os.path.basename(out)}-{os.getpid()}-")
     try:
         export_saved_model(model, preprocessing, tmp, channels, jit_compile)
         artifacts = _write_artifacts(

@@ -149,10 +149,11 @@ def _randomise_zero_kernels(model, seed):
 
 def _reference(model, images, mean, std, channels):
     from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
+    from fcn_tf.preprocessing import rgb_to_luma
 
     pixels = images.astype(np.float32)
-    if channels == 1:
-        pixels = np.round(pixels @ np.float32([0.299, 0.587, 0.114]))[..., None]
+    if channels == 1:  # the package's one luma (ties rounded as the graph rounds them)
+        pixels = np.asarray(rgb_to_luma(images), np.float32)
     logits = np.asarray(model((pixels - mean) / std, training=False))
     return logits_to_probabilities(logits), logits_to_classes(logits)
 
@@ -415,3 +416,18 @@ def test_stale_temporary_folders_of_a_killed_export_are_removed(tmp_path):
     export_checkpoint(str(tmp_path / "m.keras"), str(tmp_path / "out"))
     assert not stale.exists() and live.exists() and other.exists()
     assert remove_stale_temporaries(str(tmp_path / "other")) == [str(other)]
+
+
+def test_the_export_folder_gets_the_umask_mode_not_mkdtemps_0700(tmp_path):
+    from fcn_tf.utils.files import current_umask
+
+    model = fcn_tf.build_model("unet", 3, base_filters=4, depth=2)
+    model.save(tmp_path / "m.keras")
+    old = os.umask(0o022)
+    try:
+        export_checkpoint(str(tmp_path / "m.keras"), str(tmp_path / "models" / "seg" / "1"))
+        assert current_umask() == 0o022
+    finally:
+        os.umask(old)
+    assert (tmp_path / "models" / "seg" / "1").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "models" / "seg" / "1" / METADATA_FILE).stat().st_mode & 0o044 == 0o044

@@ -18,9 +18,10 @@ Example:
 
 import os
 import shutil
-import tempfile
 
 import numpy as np
+
+from fcn_tf.utils.files import make_temp_dir
 
 CLASS_NAMES = ("background", "circle", "square", "triangle", "cross")
 VERSION = "shapes-v3"
@@ -154,7 +155,7 @@ def ensure_builtin_dataset(root):
         )
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".builtin-", dir=parent)
+    staging = make_temp_dir(parent, prefix=".builtin-")
     try:
         _write(staging)
         if os.path.isdir(root):

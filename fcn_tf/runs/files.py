@@ -26,6 +26,8 @@ import math
 import os
 import tempfile
 
+from fcn_tf.utils.files import apply_umask, current_umask, make_temp_dir  # noqa: F401 (re-exported)
+
 # What a run folder holds.
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
@@ -56,37 +58,6 @@ def eval_dir_name(split):
 
 class DamagedFileError(ValueError):
     """A JSON file of a run folder or export that cannot be read; the message names it."""
-
-
-def current_umask():
-    """The process's umask, read without changing it where the system allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: set and restore at once
-    os.umask(mask)
-    return mask
-
-
-def apply_umask(path):
-    """Give ``path`` the mode a plain ``open``/``mkdir`` would have: 0666/0777 less the umask."""
-    base = 0o777 if os.path.isdir(path) else 0o666
-    os.chmod(path, base & ~current_umask())
-
-
-def make_temp_dir(parent, prefix=TMP_PREFIX):
-    """A new, empty temporary folder in ``parent`` with the umask's mode (not 0700).
-
-    For a folder that is built in place and then renamed to its final name,
-    so that it ends up as readable as one made with ``mkdir``.
-    """
-    folder = tempfile.mkdtemp(dir=parent, prefix=prefix)
-    apply_umask(folder)
-    return folder
 
 
 def atomic_write_text(path, text):
