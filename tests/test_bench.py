@@ -89,3 +89,26 @@ def test_agreement_of_a_trained_run_counts_every_validation_pixel(tmp_path):
     assert result["changed_fraction"] == result["changed_pixels"] / result["pixels"]
     # bfloat16 keeps about 3 significant digits of small logits.
     assert 0 < result["max_abs_logit_difference"] < 0.1
+
+
+def test_runtimes_times_every_deployed_form_of_a_model(monkeypatch):
+    import argparse
+
+    import fcn_tf
+    from fcn_tf.bench import runtimes
+
+    monkeypatch.setattr(runtimes, "build", lambda key, precision: fcn_tf.build_model(
+        "unet", 3, base_filters=4, depth=2))
+    result = runtimes.bench_runtimes("unet", argparse.Namespace(runtime_size=32, rounds=2,
+                                                                steps=1))
+    forms = sorted((r["runtime"], r["precision"], r["folded"]) for r in result["rows"])
+    expected = [("keras", "float32", False)]
+    for folded in (False, True):
+        expected += [("saved_model", p, folded) for p in runtimes.SAVED_MODEL]
+        expected += [("litert", p, folded) for p in runtimes.LITERT]
+        expected += [("onnx", p, folded) for p in runtimes.ONNX]
+    assert forms == sorted(expected)
+    for row in result["rows"]:
+        assert row["size"] == 32 and row["slowest"] <= row["images_per_s"] <= row["fastest"]
+    text = runtimes.format_runtimes([result])
+    assert "Runtimes of unet" in text and "onnx" in text and "BN folded" in text

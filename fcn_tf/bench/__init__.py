@@ -16,7 +16,11 @@ Measures in one run, each model in its own process (so its peak memory is its ow
 - the input pipeline's images/s (built-in dataset, full augmentation) next to
   the models' training consumption;
 - with ``--agreement RUN``: how many pixels' class ids a trained model changes
-  when it runs in bfloat16 instead of float32, over the run's validation split.
+  when it runs in bfloat16 instead of float32, over the run's validation split;
+- with ``--runtimes``: images/s of each model through the Keras model, its
+  SavedModel (float32, bfloat16), LiteRT (float32, float16, int8) and ONNX
+  (float32, int8) files, BatchNorm folded and kept, on the same images in
+  alternating rounds (:mod:`fcn_tf.bench.runtimes`).
 
 Every figure is the median of at least ``--steps`` timed calls after warm-up,
 with the fastest and slowest call as spread. The table is printed and the

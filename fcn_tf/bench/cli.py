@@ -16,6 +16,7 @@ from fcn_tf.bench.baseline import (comparison_worker, format_comparison, run_com
 from fcn_tf.bench.measurements import (JIT, MODELS, bench_agreement, bench_model, bench_pipeline,
                                        bench_serving_sizes)
 from fcn_tf.bench.report import format_report, output_path
+from fcn_tf.bench.runtimes import bench_runtimes, format_runtimes
 from fcn_tf.bench.timing import (DEFAULT_MATMUL_SIZES, configure_threads, matmul_rates,
                                  peak_memory_mib)
 from fcn_tf.data.bench import cpu_cores
@@ -32,6 +33,8 @@ def worker(task, args):
         return bench_serving_sizes(args)
     if task == "agreement":
         return bench_agreement(args.agreement, args)
+    if task.startswith("runtimes:"):
+        return bench_runtimes(task.split(":", 1)[1], args)
     if task.startswith("compare:"):
         _, framework, precision = task.split(":")
         return comparison_worker(framework, precision, args)
@@ -97,6 +100,13 @@ def parse_args(argv):
     parser.add_argument("--agreement", metavar="RUN",
                         help="a trained run folder: compare its class ids in float32 and "
                              "mixed_bfloat16 over its validation split")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="also time every deployed form of each model: Keras, SavedModel "
+                             "(float32, bfloat16), LiteRT (float32, float16, int8) and ONNX "
+                             "(float32, int8), with BatchNorm folded and kept, in alternating "
+                             "rounds (--rounds)")
+    parser.add_argument("--runtime-size", type=int, default=256, metavar="PIXELS",
+                        help="image side for --runtimes (batch 1)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (default: TensorFlow's, all cores)")
     parser.add_argument("--matmul-sizes", type=int, nargs="+", default=list(DEFAULT_MATMUL_SIZES),
@@ -125,7 +135,8 @@ def parse_args(argv):
     args.serving_sizes = args.serving_sizes or [(224, 224), (240, 320), (360, 480), (512, 512)]
     for name, values in (("--steps", [args.steps]), ("--sizes", args.sizes),
                          ("--batches", args.batches), ("--train-sizes", args.train_sizes),
-                         ("--train-batches", args.train_batches), ("--rounds", [args.rounds])):
+                         ("--train-batches", args.train_batches), ("--rounds", [args.rounds]),
+                         ("--runtime-size", [args.runtime_size])):
         if min(values) < 1:
             parser.error(f"{name}: expected positive integers, received {values}.")
     return args
@@ -160,10 +171,15 @@ def main(argv=None):
         report["serving"] = run_worker("serving", argv)
     if args.agreement:
         report["agreement"] = run_worker("agreement", argv)
+    if args.runtimes:
+        report["runtimes"] = [{"model": key, **run_worker(f"runtimes:{key}", argv)}
+                              for key in args.models]
     report["seconds"] = time.time() - started
     # A second matmul measurement at the end shows how much the machine's speed drifted.
     report["machine_at_end"] = run_worker("machine", argv)
     text = format_report(report)
+    if args.runtimes:
+        text += "\n" + format_runtimes(report["runtimes"])
     end = report["machine_at_end"]
     if "matmul" in end:
         text += (f"\n\nMatmul at the end: float32 {end['matmul']['float32']['gflops']:.0f}, "
