@@ -141,6 +141,41 @@ def test_split_stems_hold_out_part_of_a_folder(tmp_path, layout):
     assert names(split_files(config, "val", strict=False)) == stems[4:]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_split_prefixes_and_list_files_hold_out_whole_recordings(tmp_path, layout):
+    """``prefixes`` / ``exclude_prefixes`` / ``list`` pick stems without copying files."""
+    import json
+
+    from fcn_tf.data.formats import split_paths
+
+    path, written = make_dataset(tmp_path, layout, "ids", counts={"train": 6})
+    document = json.loads(open(path).read())
+    stems = [s for s, _, _ in written["train"]]
+    default = load_data_config(path)
+    base = split_paths(default, "train")
+    rel = {k: os.path.relpath(getattr(base, k), default.root) if getattr(base, k) else None
+           for k in ("images", "masks", "list")}
+    (tmp_path / "held_out.txt").write_text("\n".join(stems[1:4]) + "\n")
+    document["data"]["splits"] = {
+        "train": {**rel, "exclude_prefixes": stems[:2]},
+        "val": {**rel, "prefixes": stems[:2]},
+        "listed": {**rel, "list": os.path.relpath(tmp_path / "held_out.txt", default.root),
+                   "stems": None, "prefixes": stems[2:3]},
+        "nothing": {**rel, "prefixes": ["no-such-recording"]},
+    }
+    with open(path, "w") as f:
+        json.dump(document, f)
+    config = load_data_config(path)
+
+    def names(split):
+        return [os.path.basename(image).split(".")[0] for image, _ in split_files(config, split)]
+
+    assert names("train") == stems[2:] and names("val") == stems[:2]
+    assert names("listed") == stems[2:3]
+    with pytest.raises(DatasetError, match=r"no stem matches data.splits.nothing.prefixes"):
+        split_files(config, "nothing")
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_turns_images_and_masks_upright_everywhere(tmp_path, orientation):
     """Pillow readers and the TF pipeline both give what ImageOps.exif_transpose gives."""

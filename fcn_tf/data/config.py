@@ -46,10 +46,18 @@ class SplitConfig:
 
     images: str | None = _field(help="image folder (or the shared folder for single_folder)")
     masks: str | None = _field(help="mask folder")
-    list: str | None = _field(help="list file of stems, one per line (voc formats)")
+    list: str | None = _field(help="list file of stems, one per line (any format; the voc "
+                                   "formats default to their ImageSets lists)")
     # typing.List: the field above shadows the builtin ``list`` in this class body.
     stems: typing.List[str] | None = _field(  # noqa: UP006
         help="only these file stems (any format), e.g. to hold out part of a folder as val"
+    )
+    prefixes: typing.List[str] | None = _field(  # noqa: UP006
+        help="only stems that start with one of these, e.g. a recording's name (CamVid "
+             "'0006R0') to validate on a sequence that training never sees"
+    )
+    exclude_prefixes: typing.List[str] | None = _field(  # noqa: UP006
+        help="leave out stems that start with one of these (the held-out recordings)"
     )
 
 

@@ -98,7 +98,8 @@ def split_paths(config, split):
         value = getattr(given, name) or getattr(default, name)
         return os.path.normpath(os.path.join(root, value)) if value else None
 
-    return SplitConfig(resolve("images"), resolve("masks"), resolve("list"), given.stems)
+    return SplitConfig(resolve("images"), resolve("masks"), resolve("list"), given.stems,
+                       given.prefixes, given.exclude_prefixes)
 
 
 def _require_dir(path, what, split):
@@ -153,14 +154,12 @@ def _list_voc(split, paths):
         )
     _require_dir(paths.images, "image", split)
     _require_dir(paths.masks, "mask", split)
-    if paths.stems is not None:
-        stems, source = paths.stems, f"data.splits.{split}.stems"
-    else:
-        with open(paths.list) as f:
-            stems, source = [line.split()[0] for line in f if line.strip()], paths.list
+    stems, source = _listed_stems(split, paths)
+    keep = _prefix_filter(paths)
     listing = SplitListing(split, [])
     for stem in stems:
-        stem = os.path.splitext(os.path.basename(stem))[0]
+        if not keep(stem):
+            continue
         image = _find(paths.images, stem, IMAGE_EXTENSIONS)
         mask = _find(paths.masks, stem, (".png", ".bmp", ".tif", ".tiff"))
         if image and mask:
@@ -173,7 +172,7 @@ def _list_voc(split, paths):
             listing.images_without_masks.append(
                 os.path.join(paths.images, stem + ".jpg") + f" (listed in {source}, missing)"
             )
-    return listing
+    return _explain_empty(listing, paths)
 
 
 def list_split(config, split):
@@ -192,16 +191,54 @@ def list_split(config, split):
         images, dups = _by_stem(paths.images)
         masks, mask_dups = _by_stem(paths.masks)
         dups = dups + mask_dups
-    if paths.stems is None:
-        return _match(split, images, masks, dups)
+    keep = _prefix_filter(paths)
+    images = {s: p for s, p in images.items() if keep(s)}
+    masks = {s: p for s, p in masks.items() if keep(s)}
+    listed = _listed_stems(split, paths)
+    if listed is None:
+        return _explain_empty(_match(split, images, masks, dups), paths)
     # Only the listed stems; a listed stem with neither file is reported as missing.
-    wanted = set(paths.stems)
+    stems, source = listed
+    wanted = set(stems)
     listing = _match(split, {s: p for s, p in images.items() if s in wanted},
                      {s: p for s, p in masks.items() if s in wanted}, dups)
     listing.images_without_masks += [
-        os.path.join(paths.images, stem) + f" (listed in data.splits.{split}.stems, missing)"
-        for stem in paths.stems if stem not in images and stem not in masks]
+        os.path.join(paths.images, stem) + f" (listed in {source}, missing)"
+        for stem in stems if keep(stem) and stem not in images and stem not in masks]
     return listing
+
+
+def _explain_empty(listing, paths):
+    """Say so when the prefixes left a split without files (rather than just "empty")."""
+    if not listing.pairs and (paths.prefixes or paths.exclude_prefixes):
+        listing.images_without_masks.append(
+            f"{paths.images} (no stem matches data.splits.{listing.split}.prefixes "
+            f"{paths.prefixes} / exclude_prefixes {paths.exclude_prefixes})")
+    return listing
+
+
+def _prefix_filter(paths):
+    """``keep(stem)``: the split's ``prefixes`` and ``exclude_prefixes`` as one test."""
+    include = tuple(paths.prefixes or ())
+    exclude = tuple(paths.exclude_prefixes or ())
+    return lambda stem: ((not include or stem.startswith(include))
+                         and not (exclude and stem.startswith(exclude)))
+
+
+def _listed_stems(split, paths):
+    """``(stems, source)`` of ``stems`` or a ``list`` file, or ``None`` when neither is given."""
+    if paths.stems is not None:
+        return paths.stems, f"data.splits.{split}.stems"
+    if not paths.list:
+        return None
+    if not os.path.isfile(paths.list):
+        raise DatasetError(
+            f"Split {split!r}: list file {paths.list!r} does not exist. Give its path "
+            f"(relative to data.root) as data.splits.{split}.list, one stem per line.")
+    with open(paths.list, encoding="utf-8") as f:
+        stems = [os.path.splitext(os.path.basename(line.split()[0]))[0]
+                 for line in f if line.strip()]
+    return stems, paths.list
 
 
 def _names(paths, limit=10):
