@@ -72,6 +72,18 @@ class ArtifactRunner:
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
+def artifact_file_name(suffix, precision):
+    """``model<suffix>`` for float32, ``model_<precision><suffix>`` otherwise."""
+    return f"model{suffix}" if precision == "float32" else f"model_{precision}{suffix}"
+
+
+def check_precision(parameter, precision, precisions):
+    """Raise unless ``precision`` is one of ``precisions`` (the message names ``parameter``)."""
+    if precision not in precisions:
+        raise ValueError(f"{parameter}: expected one of {', '.join(precisions)}, "
+                         f"received {precision!r}.")
+
+
 def artifact_runtime(path):
     """The runtime name of an exported file by its suffix, or ``None``."""
     return ARTIFACT_SUFFIXES.get(os.path.splitext(str(path))[1].lower())

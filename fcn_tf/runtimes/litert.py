@@ -29,7 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_tf.runtimes.common import ArtifactRunner, require
+from fcn_tf.runtimes import common
+from fcn_tf.runtimes.common import ArtifactRunner, artifact_file_name, require
 
 PRECISIONS = ("float32", "float16", "int8", "int8_full")
 SIGNATURE = "serving_default"
@@ -37,13 +38,11 @@ SIGNATURE = "serving_default"
 
 def file_name(precision):
     """``model.tflite`` for float32, ``model_<precision>.tflite`` otherwise."""
-    return "model.tflite" if precision == "float32" else f"model_{precision}.tflite"
+    return artifact_file_name(".tflite", precision)
 
 
 def check_precision(precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"tflite_precision: expected one of {', '.join(PRECISIONS)}, "
-                         f"received {precision!r}.")
+    common.check_precision("tflite_precision", precision, PRECISIONS)
 
 
 def convert(model, from_rgb, precision="float32", size=None, representative=None):

@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
-from fcn_tf.runtimes.common import ArtifactRunner, require
+from fcn_tf.runtimes import common
+from fcn_tf.runtimes.common import ArtifactRunner, artifact_file_name, require
 
 PRECISIONS = ("float32", "int8")
 OPSET = 17
@@ -32,13 +33,11 @@ OPSET = 17
 
 def file_name(precision):
     """``model.onnx`` for float32, ``model_<precision>.onnx`` otherwise."""
-    return "model.onnx" if precision == "float32" else f"model_{precision}.onnx"
+    return artifact_file_name(".onnx", precision)
 
 
 def check_precision(precision):
-    if precision not in PRECISIONS:
-        raise ValueError(f"onnx_precision: expected one of {', '.join(PRECISIONS)}, "
-                         f"received {precision!r}.")
+    common.check_precision("onnx_precision", precision, PRECISIONS)
 
 
 def _attribute(node, name):
