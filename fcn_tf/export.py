@@ -317,6 +317,21 @@ def check_replaceable(out, sources=()):
         )
 
 
+def check_out(out, overwrite, sources=()):
+    """Raise unless an export may be written to ``out``: new, or an earlier export to replace."""
+    if not os.path.exists(out):
+        return
+    if not os.path.isdir(out):
+        raise FileExistsError(f"out {out} is a file; an export is a folder. Choose a new folder "
+                              "(TensorFlow Serving wants MODEL/VERSION, e.g. models/seg/1).")
+    if not overwrite:
+        raise FileExistsError(
+            f"out {out} already exists. Pass overwrite=True to replace it, or choose "
+            "a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. models/seg/2)."
+        )
+    check_replaceable(out, sources)
+
+
 def remove_stale_temporaries(out):
     """Delete ``.tmp-*`` / ``.old-*`` folders that an export killed mid-way left next to ``out``.
 
@@ -387,18 +402,16 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
         ...              "best.keras"), "models/seg/1")              # doctest: +SKIP
     """
     out = os.path.abspath(out)
+    check_out(out, overwrite, sources)
+    if tflite_size is not None and not (len(tflite_size) == 2
+                                        and all(1 <= int(v) <= 16384 for v in tflite_size)):
+        raise ValueError(f"tflite_size: expected [height, width] between 1 and 16384, received "
+                         f"{list(tflite_size)}. Leave it out for any height and width.")
     tflite_precisions = _precisions(tflite_precision, tflite, litert.check_precision)
     onnx_precisions = _precisions(onnx_precision, onnx, onnx_runtime.check_precision)
     if "int8_full" in tflite_precisions and representative is None:
         raise ValueError("tflite_precision: int8_full needs representative images from the "
                          "training split; export a run folder (its config names the split).")
-    if os.path.exists(out):
-        if not overwrite:
-            raise FileExistsError(
-                f"out {out} already exists. Pass overwrite=True to replace it, or choose "
-                "a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. models/seg/2)."
-            )
-        check_replaceable(out, sources)
     folded = len(foldable_pairs(model)) if fold_batch_norm else 0
     if precision is None:
         precision = _model_precision(model)
@@ -458,14 +471,7 @@ def export_checkpoint(checkpoint_path, export_dir, overwrite=False, tflite=False
     checkpoint = resolve_checkpoint(checkpoint_path)
     run_dir = metadata_from_run or find_run_dir(checkpoint_path)
     sources = [checkpoint, checkpoint_path] + ([run_dir] if run_dir else [])
-    if os.path.exists(export_dir):
-        if not overwrite:
-            raise FileExistsError(
-                f"out {export_dir} already exists. Pass overwrite=True to replace it, or "
-                "choose a new folder (TensorFlow Serving wants MODEL/VERSION, e.g. "
-                "models/seg/2)."
-            )
-        check_replaceable(export_dir, sources)
+    check_out(export_dir, overwrite, sources)
     model = keras.models.load_model(checkpoint, compile=False)
     config_dict = read_config_dict(run_dir) if run_dir else None
     config = read_run_config(run_dir, config_dict) if run_dir else None
@@ -566,7 +572,8 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     flags = {"out": "--out", "checkpoint": "--checkpoint", "overwrite": "--overwrite",
              "tflite_precision": "--tflite-precision", "onnx_precision": "--onnx-precision",
-             "max_changed": "--max-changed", "split": "--check", "max_images": "--check-images"}
+             "max_changed": "--max-changed", "split": "--check", "max_images": "--check-images",
+             "tflite_size": "--tflite-size", "export_dir": "--out"}
     if args.check_only and not args.check:
         return report_error(ValueError("check_only: --check-only needs --check SPLIT."), flags)
     try:

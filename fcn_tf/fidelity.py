@@ -32,6 +32,7 @@ from fcn_tf.data import build_dataset
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
+from fcn_tf.runs import is_saved_model
 from fcn_tf.runs.files import METADATA_FILE, read_json
 from fcn_tf.runs.loading import load_for_inference
 from fcn_tf.runtimes import load_artifact
@@ -68,7 +69,7 @@ def runtimes_of(export_dir):
     metadata = read_json(os.path.join(export_dir, METADATA_FILE))
     if metadata is None:
         raise FileNotFoundError(
-            f"export {export_dir}: no {METADATA_FILE}; is this a folder written by "
+            f"export_dir {export_dir}: no {METADATA_FILE}; is this a folder written by "
             "python -m fcn_tf.export?")
     rows = [("saved_model", "tensorflow", metadata.get("precision", "float32"), export_dir)]
     for name, entry in sorted(metadata.get("artifacts", {}).items()):
@@ -109,6 +110,11 @@ def check_export(export_dir, checkpoint, config, split, max_images=None,
     """
     if not 0.0 <= max_changed <= 1.0:
         raise ValueError(f"max_changed: expected a share in [0, 1], received {max_changed}.")
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images: expected a positive count, received {max_images}.")
+    if not is_saved_model(export_dir):
+        raise FileNotFoundError(f"export_dir {export_dir}: not an export folder (no "
+                                "saved_model.pb); write it first with python -m fcn_tf.export.")
     loaded, keras_run = _keras_runner(checkpoint)
     names = [("keras", "keras", loaded.keras_model.dtype_policy.name
               if loaded.keras_model is not None else "float32", loaded.path)]
