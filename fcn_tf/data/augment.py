@@ -1,7 +1,9 @@
 """Training augmentation on canonical (image, mask) pairs, stateless and seeded.
 
 Order: photometric jitter (brightness, contrast, saturation, hue) on pixels in
-[0, 255], then normalisation, then geometry on image and mask jointly:
+[0, 255], then the optional camera effects that set one recording apart from
+another (colour cast, gamma, Gaussian blur, sensor noise; image only, off by
+default), then normalisation, then geometry on image and mask jointly:
 random scale, optional small rotation, random crop to the training size with
 padding, horizontal flip, and an optional elastic deformation of the crop
 (Ronneberger et al., 2015: random displacements on a coarse grid, smoothly
@@ -66,6 +68,98 @@ def photometric(image, seed, augment):
     flat = tf.reshape(image, [-1, 3])
     out = flat @ (contrast * matrix) + tf.linalg.matvec(color, offset)
     return tf.reshape(tf.clip_by_value(out, 0.0, 255.0), tf.shape(image))
+
+
+# Camera effects in the order they are applied, with the fold of the seed each draws from:
+# switching one on or off never changes the draws of another.
+CAMERA_EFFECTS = ("channel_shift", "gamma", "blur", "noise")
+
+
+def camera_jitter(image, seed, augment):
+    """Colour cast, gamma, blur and noise of a float [H,W,C] image in [0,255]: camera differences.
+
+    Each effect is off at 0 (the default), and then adds no op to the graph:
+    ``camera_jitter`` of an ``augment`` with all four off returns ``image``
+    itself. Effect ``k`` of :data:`CAMERA_EFFECTS` draws from
+    ``stateless_fold_in(seed, k)``.
+
+    - ``channel_shift`` c: per-channel shift uniform in ``[-c, c] * 255``
+      (white balance differs between cameras);
+    - ``gamma`` g: ``255 * (x / 255) ** gamma``, gamma log-uniform in
+      ``[1/(1+g), 1+g]`` (gamma and 1/gamma equally likely);
+    - ``blur`` p: with probability p a separable Gaussian blur, sigma uniform
+      in ``[0.1, blur_sigma]`` (:func:`gaussian_blur`);
+    - ``noise`` n: additive Gaussian noise, its standard deviation uniform in
+      ``[0, n]`` per image (pixel units), independent per pixel and channel.
+
+    Pixels stay in [0, 255]. In :func:`augment_example` the effects act on the
+    source pixels, before the random scale (so sigma and noise are in source
+    pixels, as a camera's are).
+    """
+    if not any(getattr(augment, name) > 0 for name in CAMERA_EFFECTS):
+        return image
+
+    def seeds(name, count):
+        folded = tf.random.experimental.stateless_fold_in(seed, CAMERA_EFFECTS.index(name))
+        return tf.random.experimental.stateless_split(folded, count)
+
+    if augment.channel_shift > 0:
+        c = augment.channel_shift * 255.0
+        shift = tf.random.stateless_uniform(tf.shape(image)[-1:], seeds("channel_shift", 1)[0],
+                                            -c, c, dtype=tf.float32)
+        image = tf.clip_by_value(image + shift, 0.0, 255.0)
+    if augment.gamma > 0:
+        limit = math.log1p(augment.gamma)
+        gamma = tf.exp(_uniform(seeds("gamma", 1)[0], -limit, limit))
+        image = 255.0 * tf.pow(image / 255.0, gamma)
+    if augment.blur > 0:
+        draw, sigma_seed = tf.unstack(seeds("blur", 2))
+        sigma = _uniform(sigma_seed, 0.1, augment.blur_sigma)
+        radius = math.ceil(3.0 * augment.blur_sigma)
+        image = tf.cond(_uniform(draw, 0.0, 1.0) < augment.blur,
+                        lambda: gaussian_blur(image, sigma, radius), lambda: image)
+    if augment.noise > 0:
+        std_seed, pixel_seed = tf.unstack(seeds("noise", 2))
+        std = _uniform(std_seed, 0.0, augment.noise)
+        noise = tf.random.stateless_normal(tf.shape(image), pixel_seed, dtype=tf.float32)
+        image = tf.clip_by_value(image + std * noise, 0.0, 255.0)
+    return image
+
+
+def _reflect_indices(length, radius):
+    """Source indices of an axis of ``length`` >= 1 padded by ``radius`` on both sides.
+
+    Reflection without repeating the edge (``numpy.pad(mode="reflect")``),
+    folded again as often as needed, so any length works (1 included).
+    """
+    period = tf.maximum(2 * length - 2, 1)
+    index = tf.math.floormod(tf.range(-radius, length + radius), period)
+    return tf.where(index >= length, period - index, index)
+
+
+def gaussian_blur(image, sigma, radius):
+    """Separable Gaussian blur of a float [H, W, C] image of any size, reflect padding.
+
+    Args:
+        image: float32 ``[H, W, C]``; sizes may be unknown until run time.
+        sigma: standard deviation in pixels (a scalar tensor or float).
+        radius: Python int, taps on each side (``2 * radius + 1`` in all).
+
+    Example:
+        >>> gaussian_blur(tf.zeros([1, 7, 3]), 1.0, radius=3).shape
+        TensorShape([1, 7, 3])
+    """
+    taps = tf.range(-radius, radius + 1, dtype=tf.float32)
+    weights = tf.exp(-0.5 * tf.square(taps / sigma))
+    weights = weights / tf.reduce_sum(weights)
+    shape = tf.shape(image)
+    padded = tf.gather(image, _reflect_indices(shape[0], radius), axis=0)
+    padded = tf.gather(padded, _reflect_indices(shape[1], radius), axis=1)
+    kernel = tf.tile(weights[:, None, None, None], tf.stack([1, 1, shape[2], 1]))
+    strides = [1, 1, 1, 1]
+    rows = tf.nn.depthwise_conv2d(padded[None], kernel, strides, "VALID")
+    out = tf.nn.depthwise_conv2d(rows, tf.reshape(kernel, [1, -1, shape[2], 1]), strides, "VALID")
+    return out[0]
 
 
 def _matrix(rows):
@@ -200,6 +294,8 @@ def augment_example(image, mask, seed, *, augment, crop_size, preprocessing, ign
         pixels = tf.cast(pixels, tf.float32)
         if augment.enabled:
             pixels = photometric(pixels, photo_seed, augment)
+            # Folds of photo_seed, never the splits photometric draws from.
+            pixels = camera_jitter(pixels, photo_seed, augment)
         return preprocessing.apply(pixels)
 
     geometry = augment if augment.enabled else _NO_AUGMENT

@@ -84,6 +84,17 @@ class AugmentConfig:
     contrast: float = _field(0.1, min=0.0, max=0.9, help="contrast factor in [1-c, 1+c]")
     saturation: float = _field(0.1, min=0.0, max=0.9, help="saturation factor in [1-s, 1+s]")
     hue: float = _field(0.02, min=0.0, max=0.5, help="max hue shift (fraction of the hue circle)")
+    # How one recording differs from another (camera, white balance, lighting): off by default.
+    channel_shift: float = _field(0.0, min=0.0, max=0.5,
+                                  help="colour cast: per-channel shift in [-c, c] * 255 (0 = off)")
+    gamma: float = _field(0.0, min=0.0, max=2.0,
+                          help="gamma drawn log-uniformly in [1/(1+g), 1+g] (0 = off)")
+    blur: float = _field(0.0, min=0.0, max=1.0,
+                         help="probability of a Gaussian blur of the image (0 = off)")
+    blur_sigma: float = _field(1.5, min=0.1, max=5.0,
+                               help="blur: sigma drawn in [0.1, blur_sigma] pixels")
+    noise: float = _field(0.0, min=0.0, max=50.0,
+                          help="Gaussian noise: std drawn in [0, noise], pixel units (0 = off)")
 
     def __post_init__(self):
         if self.scale[0] > self.scale[1]:
