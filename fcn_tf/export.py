@@ -52,7 +52,7 @@ from fcn_tf.fidelity import FIDELITY_FILE, MAX_CHANGED, check_export, format_fid
 from fcn_tf.models.folding import fold_batch_norm as fold
 from fcn_tf.models.folding import foldable_pairs
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
-from fcn_tf.precision import PRECISIONS, with_precision
+from fcn_tf.precision import PRECISIONS, model_precision, with_precision
 from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
 from fcn_tf.runs.files import METADATA_FILE, TMP_PREFIX, atomic_write_json
 from fcn_tf.runs.folder import (
@@ -280,12 +280,6 @@ def export_metadata(model, preprocessing, checkpoint, config=None, config_dict=N
     }
 
 
-def _model_precision(model):
-    """The dtype policy most of the model's layers compute in."""
-    names = [layer.dtype_policy.name for layer in model.layers]
-    return max(set(names), key=names.count)
-
-
 def _folder_size(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
@@ -414,7 +408,7 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
                          "training split; export a run folder (its config names the split).")
     folded = len(foldable_pairs(model)) if fold_batch_norm else 0
     if precision is None:
-        precision = _model_precision(model)
+        precision = model_precision(model)
     if folded:
         model = fold(model)  # a float32 copy
     model = with_precision(model, precision)
@@ -430,7 +424,7 @@ def export_model(model, preprocessing, metadata, out, overwrite=False, tflite=Fa
             tmp, model, preprocessing, channels, tflite_precisions=tflite_precisions,
             tflite_size=tuple(tflite_size) if tflite_size else None,
             onnx_precisions=onnx_precisions, representative=representative)
-        metadata = dict(metadata, precision=_model_precision(model),
+        metadata = dict(metadata, precision=model_precision(model),
                         jit_compile=bool(jit_compile), batch_norm_folded=folded,
                         artifacts=artifacts)
         with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
@@ -563,7 +557,8 @@ def _check(args):
     atomic_write_json(os.path.join(args.out, FIDELITY_FILE),
                       {"split": args.check, "checkpoint": os.path.abspath(args.checkpoint),
                        "max_changed": args.max_changed, "rows": rows})
-    print(f"\nFidelity on {args.check} ({rows[0]['images']} images; Keras model first):")
+    print(f"\nFidelity on {args.check} ({rows[0]['images']} images; the Keras model in float32 "
+          "first, the reference):")
     print(format_fidelity(rows, args.max_changed))
     return rows
 

@@ -6,7 +6,9 @@ it and through the source checkpoint, one image at a time, each runtime in
 turn (so machine load falls on all alike), and reports:
 
 - ``pixels_changed``: the share of pixels whose class differs from the
-  Keras model's;
+  Keras model's computed in float32 (the reference: the weights as trained,
+  without rounding); a checkpoint trained in ``mixed_bfloat16`` also gets a
+  row of its own in that precision, which is what ``predict`` runs;
 - ``max_probability_difference``: the largest absolute difference of any
   class probability;
 - ``mean_iou`` and ``pixel_accuracy`` on the split's labels (ignore label
@@ -31,6 +33,7 @@ import tensorflow as tf
 from fcn_tf.data import build_dataset
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
+from fcn_tf.precision import model_precision, with_precision
 from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
 from fcn_tf.runs import is_saved_model
 from fcn_tf.runs.files import METADATA_FILE, read_json
@@ -42,17 +45,29 @@ FIDELITY_FILE = "fidelity.json"
 MAX_CHANGED = 0.01
 
 
-def _keras_runner(checkpoint):
+def _keras_runners(checkpoint):
+    """``[(name, precision, path, run)]``: the checkpoint in float32 (the reference), then
+    in its training precision when that is another (what ``predict`` runs)."""
     loaded = load_for_inference(checkpoint)
     gray = loaded.info["image_channels"] == 1
+    trained = model_precision(loaded.keras_model)
 
-    def run(rgb):
-        pixels = rgb_to_luma(rgb) if gray else rgb
-        logits = loaded.logits(np.asarray(pixels, np.float32))
-        return {"class_ids": logits_to_classes(logits),
-                "probabilities": logits_to_probabilities(logits)}
+    def runner(model):
+        call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    return loaded, run
+        def run(rgb):
+            pixels = rgb_to_luma(rgb) if gray else rgb
+            logits = np.asarray(call(loaded.preprocessing.apply(pixels)), np.float32)
+            return {"class_ids": logits_to_classes(logits),
+                    "probabilities": logits_to_probabilities(logits)}
+
+        return run
+
+    runners = [("keras", "float32", loaded.path,
+                runner(with_precision(loaded.keras_model, "float32")))]
+    if trained != "float32":
+        runners.append((f"keras {trained}", trained, loaded.path, runner(loaded.keras_model)))
+    return runners
 
 
 def _saved_model_runner(export_dir):
@@ -105,7 +120,8 @@ def check_export(export_dir, checkpoint, config, split, max_images=None,
         max_changed: the share of changed pixels above which a row is flagged.
 
     Returns:
-        A list of dicts, the Keras model first (its own reference), then the
+        A list of dicts, the Keras model in float32 first (the reference),
+        the Keras model in its training precision if that differs, then the
         SavedModel and each exported file.
     """
     if not 0.0 <= max_changed <= 1.0:
@@ -115,12 +131,13 @@ def check_export(export_dir, checkpoint, config, split, max_images=None,
     if not is_saved_model(export_dir):
         raise FileNotFoundError(f"export_dir {export_dir}: not an export folder (no "
                                 "saved_model.pb); write it first with python -m fcn_tf.export.")
-    loaded, keras_run = _keras_runner(checkpoint)
-    names = [("keras", "keras", loaded.keras_model.dtype_policy.name
-              if loaded.keras_model is not None else "float32", loaded.path)]
-    runs = [keras_run, _saved_model_runner(export_dir)]
-    names += runtimes_of(export_dir)
-    runs += [load_artifact(path) for _, _, _, path in names[2:]]
+    keras_runners = _keras_runners(checkpoint)
+    names = [(name, "keras", precision, path) for name, precision, path, _ in keras_runners]
+    runs = [run for *_, run in keras_runners]
+    exported = runtimes_of(export_dir)
+    names += exported
+    runs += [_saved_model_runner(export_dir)]
+    runs += [load_artifact(path) for _, _, _, path in exported[1:]]
     num_classes, ignore = config.data.num_classes, config.data.ignore_label
     tallies = [_Tally(num_classes) for _ in runs]
     identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)

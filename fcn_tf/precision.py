@@ -84,6 +84,13 @@ def layer_precision(layer, precision):
     return "float32" if layer.name in FLOAT32_LAYERS else precision
 
 
+def model_precision(model):
+    """The dtype policy most of ``model``'s layers compute in (its training precision)."""
+    names = [layer.dtype_policy.name for layer in model.layers
+             if not isinstance(layer, keras.layers.InputLayer)]
+    return max(set(names), key=names.count) if names else "float32"
+
+
 def with_precision(model, precision):
     """``model`` itself if its layers already compute in ``precision``, else a copy that does.
 
