@@ -188,16 +188,19 @@ print({name: f"{size / 2**20:.2f} MiB" for name, size in info["files"].items()},
 # runs the val split through the checkpoint and through every exported file,
 # one image at a time and each runtime in turn, and reports the share of
 # pixels whose class changed, the largest probability difference, mean IoU on
-# the labels and images per second. The float32 files must change nothing;
-# the quantised ones show what int8 costs here.
+# the labels and images per second. The float32 files compute the model to
+# float rounding (a 12-step model's probabilities are nearly tied, so rounding
+# alone may flip a pixel in a hundred thousand); the quantised ones show what
+# int8 costs here.
 
 # %%
 rows = check_export(str(export_dir), str(run_dir), config, "val", max_images=8)
 print(format_fidelity(rows))
 by_name = {row["name"]: row for row in rows}
 for name in ("saved_model", "model.tflite", "model.onnx"):
-    assert by_name[name]["pixels_changed"] == 0
-    assert by_name[name]["mean_iou"] == by_name["keras"]["mean_iou"]
+    assert by_name[name]["max_probability_difference"] < 1e-5
+    assert by_name[name]["pixels_changed"] < 1e-4
+    assert abs(by_name[name]["mean_iou"] - by_name["keras"]["mean_iou"]) < 1e-3
 
 # %%
 inline_figures()
