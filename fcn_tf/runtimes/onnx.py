@@ -22,7 +22,12 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+try:  # Keras' own shim for tf2onnx under NumPy 2 (what keras.Model.export(format="onnx") uses)
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+except ImportError:  # a Keras without it: tf2onnx runs on this NumPy as it is
+    def patch_tf2onnx():
+        return None
 
 from fcn_tf.runtimes import common
 from fcn_tf.runtimes.common import ArtifactRunner, artifact_file_name, require
