@@ -1,5 +1,6 @@
 """Every layout x mask encoding: file matching, batch shapes/dtypes, exact labels."""
 
+import json
 import os
 
 import numpy as np
@@ -18,6 +19,7 @@ from data_fixtures import (
 )
 from fcn_tf.data import DatasetError, build_dataset, dataset_info, load_data_config, split_files
 from fcn_tf.data.decode import make_decoder, read_header, read_image_array, read_mask_array
+from fcn_tf.data.formats import split_paths
 from fcn_tf.preprocessing import Preprocessing
 
 IDENTITY = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -111,67 +113,57 @@ def test_dataset_info_defaults(tmp_path):
     assert info.to_dict()["colors"][0] == [0, 0, 0]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_split_stems_hold_out_part_of_a_folder(tmp_path, layout):
-    """``data.splits.X.stems`` keeps only the listed stems, in any layout."""
-    import json
-
+def _dataset_with_splits(tmp_path, layout, make_splits):
+    """A 6-image train folder in ``layout`` whose config's ``data.splits`` is
+    ``make_splits(stems, folders, root)`` (``folders``: the default train split's
+    images/masks/list, relative to the root); returns the config and the stems."""
     path, written = make_dataset(tmp_path, layout, "ids", counts={"train": 6})
     document = json.loads(open(path).read())
     stems = [s for s, _, _ in written["train"]]
     default = load_data_config(path)
-    from fcn_tf.data.formats import split_paths
-
     base = split_paths(default, "train")
-    rel = {k: os.path.relpath(getattr(base, k), default.root) if getattr(base, k) else None
-           for k in ("images", "masks")}
-    document["data"]["splits"] = {"train": {**rel, "stems": stems[:4]},
-                                  "val": {**rel, "stems": stems[4:] + ["nowhere"]}}
+    folders = {k: os.path.relpath(getattr(base, k), default.root) if getattr(base, k) else None
+               for k in ("images", "masks", "list")}
+    document["data"]["splits"] = make_splits(stems, folders, default.root)
     with open(path, "w") as f:
         json.dump(document, f)
-    config = load_data_config(path)
+    return load_data_config(path), stems
 
-    def names(pairs):
-        return [os.path.basename(image).split(".")[0] for image, _ in pairs]
 
-    assert names(split_files(config, "train")) == stems[:4]
+def _names(config, split, strict=True):
+    return [os.path.basename(image).split(".")[0]
+            for image, _ in split_files(config, split, strict=strict)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_split_stems_hold_out_part_of_a_folder(tmp_path, layout):
+    """``data.splits.X.stems`` keeps only the listed stems, in any layout."""
+    config, stems = _dataset_with_splits(tmp_path, layout, lambda stems, folders, root: {
+        "train": {**folders, "stems": stems[:4]},
+        "val": {**folders, "stems": stems[4:] + ["nowhere"]}})
+    assert _names(config, "train") == stems[:4]
     # A listed stem with no file is a problem that names the stem and where it was listed.
     with pytest.raises(DatasetError, match=r"nowhere.*data.splits.val.stems, missing"):
         split_files(config, "val")
-    assert names(split_files(config, "val", strict=False)) == stems[4:]
+    assert _names(config, "val", strict=False) == stems[4:]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_split_prefixes_and_list_files_hold_out_whole_recordings(tmp_path, layout):
     """``prefixes`` / ``exclude_prefixes`` / ``list`` pick stems without copying files."""
-    import json
+    def splits(stems, folders, root):
+        (tmp_path / "held_out.txt").write_text("\n".join(stems[1:4]) + "\n")
+        return {
+            "train": {**folders, "exclude_prefixes": stems[:2]},
+            "val": {**folders, "prefixes": stems[:2]},
+            "listed": {**folders, "list": os.path.relpath(tmp_path / "held_out.txt", root),
+                       "prefixes": stems[2:3]},
+            "nothing": {**folders, "prefixes": ["no-such-recording"]},
+        }
 
-    from fcn_tf.data.formats import split_paths
-
-    path, written = make_dataset(tmp_path, layout, "ids", counts={"train": 6})
-    document = json.loads(open(path).read())
-    stems = [s for s, _, _ in written["train"]]
-    default = load_data_config(path)
-    base = split_paths(default, "train")
-    rel = {k: os.path.relpath(getattr(base, k), default.root) if getattr(base, k) else None
-           for k in ("images", "masks", "list")}
-    (tmp_path / "held_out.txt").write_text("\n".join(stems[1:4]) + "\n")
-    document["data"]["splits"] = {
-        "train": {**rel, "exclude_prefixes": stems[:2]},
-        "val": {**rel, "prefixes": stems[:2]},
-        "listed": {**rel, "list": os.path.relpath(tmp_path / "held_out.txt", default.root),
-                   "stems": None, "prefixes": stems[2:3]},
-        "nothing": {**rel, "prefixes": ["no-such-recording"]},
-    }
-    with open(path, "w") as f:
-        json.dump(document, f)
-    config = load_data_config(path)
-
-    def names(split):
-        return [os.path.basename(image).split(".")[0] for image, _ in split_files(config, split)]
-
-    assert names("train") == stems[2:] and names("val") == stems[:2]
-    assert names("listed") == stems[2:3]
+    config, stems = _dataset_with_splits(tmp_path, layout, splits)
+    assert _names(config, "train") == stems[2:] and _names(config, "val") == stems[:2]
+    assert _names(config, "listed") == stems[2:3]
     with pytest.raises(DatasetError, match=r"no stem matches data.splits.nothing.prefixes"):
         split_files(config, "nothing")
 
