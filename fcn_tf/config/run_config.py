@@ -133,7 +133,7 @@ class EvalConfig:
 @dataclasses.dataclass
 class ExportConfig:
     enabled: bool = _f(False, help="export a SavedModel at the end of training")
-    tflite: bool = _f(False, help="also write a TFLite model")
+    tflite: bool = _f(False, help="also write a LiteRT (.tflite) file, fixed at data.crop_size")
 
     def __post_init__(self):
         if self.tflite and not self.enabled:
