@@ -28,7 +28,6 @@ from fcn_tf.config.run_config import load_config
 from fcn_tf.data import DatasetError
 from fcn_tf.evaluation import evaluate_split, format_scores, write_evaluation
 from fcn_tf.inference import InferenceOptions
-from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.runs import (
     check_class_count,
     find_run_dir,
@@ -61,13 +60,22 @@ def parse_window(values, config):
 
 
 class _PixelModel:
-    """An exported model called like a Keras model, on raw pixels (normalisation inside)."""
+    """An exported model called like a Keras model on normalised batches.
+
+    The evaluation pipeline normalises and pads with 0, the mean pixel; the
+    exported model takes raw pixels (normalisation inside), so the batch is
+    turned back into pixels first: the padding becomes the mean pixel, as the
+    checkpoint sees it, and the split is scored the same way for both.
+    """
 
     def __init__(self, loaded):
         self.loaded = loaded
+        self.mean = np.float32(loaded.preprocessing.mean)
+        self.std = np.float32(loaded.preprocessing.std)
 
-    def __call__(self, pixels, training=False):
-        return self.loaded.logits(np.asarray(pixels, np.float32))
+    def __call__(self, normalised, training=False):
+        pixels = np.asarray(normalised, np.float32) * self.std + self.mean
+        return self.loaded.logits(pixels)
 
 
 def _load_model(checkpoint, config):
@@ -78,9 +86,9 @@ def _load_model(checkpoint, config):
             raise ValueError(
                 f"checkpoint {checkpoint} takes {loaded.info['image_channels']}-channel images, "
                 f"the config's data.image_channels is {config.data.image_channels}.")
-        identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
-        return (_PixelModel(loaded), identity.for_channels(config.data.image_channels),
-                loaded.preprocessing_source, os.path.abspath(checkpoint))
+        preprocessing = loaded.preprocessing.for_channels(config.data.image_channels)
+        return (_PixelModel(loaded), preprocessing, loaded.preprocessing_source,
+                os.path.abspath(checkpoint))
     path = resolve_checkpoint(checkpoint)
     model = keras.models.load_model(path, compile=False)
     check_class_count(model, config.data.num_classes, path)
@@ -122,9 +130,8 @@ def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, wi
     scores = evaluate_split(model, config, preprocessing, split, verbose=verbose, options=options)
     if out_dir is None:
         out_dir = _default_out_dir(checkpoint, path, split, exported=isinstance(model, _PixelModel))
-    normalization = model.loaded.preprocessing if isinstance(model, _PixelModel) else preprocessing
     write_evaluation(out_dir, scores, {"checkpoint": os.path.abspath(path),
-                                       "normalization": normalization.to_dict(),
+                                       "normalization": preprocessing.to_dict(),
                                        "normalization_source": source,
                                        "inference": options.to_dict()})
     return scores, out_dir
