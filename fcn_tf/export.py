@@ -36,7 +36,6 @@ into place, so a failed export never leaves half a model.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -47,13 +46,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fcn_tf.data import DatasetError, build_dataset
-from fcn_tf.fidelity import FIDELITY_FILE, MAX_CHANGED, check_export, format_fidelity
+from fcn_tf.data import DatasetError
+from fcn_tf.fidelity import (
+    FIDELITY_FILE,
+    MAX_CHANGED,
+    check_export,
+    format_fidelity,
+    raw_rgb_batches,
+)
 from fcn_tf.models.folding import fold_batch_norm as fold
 from fcn_tf.models.folding import foldable_pairs
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 from fcn_tf.precision import PRECISIONS, model_precision, with_precision
-from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
+from fcn_tf.preprocessing import rgb_to_luma
 from fcn_tf.runs.files import METADATA_FILE, TMP_PREFIX, atomic_write_json
 from fcn_tf.runs.folder import (
     backbone_of_model,
@@ -184,11 +189,8 @@ def representative_images(config, count=REPRESENTATIVE_COUNT, size=None):
     Taken in file order from ``config``'s training split at full resolution
     (or resized to ``size``), as the exported graph sees them: raw RGB.
     """
-    identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
-    data = dataclasses.replace(config.data, image_channels=3)
-    dataset = build_dataset(data, "train", training=False, batch_size=1, preprocessing=identity)
     images = []
-    for image, _ in dataset.take(count):
+    for image, _ in raw_rgb_batches(config, "train").take(count):
         if size:
             image = tf.image.resize(image, size)
         images.append(np.clip(np.round(image.numpy()), 0, 255).astype(np.uint8))

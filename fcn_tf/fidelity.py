@@ -79,6 +79,18 @@ def _saved_model_runner(export_dir):
     return run
 
 
+def raw_rgb_batches(config, split):
+    """``(image, mask)`` batches of one image of ``split`` as raw RGB pixels (what an export takes).
+
+    The evaluation pipeline with an identity normalisation: images in [0, 255]
+    as float32, padded like every evaluation batch (``data.eval_pad_multiple``,
+    with 0) and masks with the ignore label.
+    """
+    identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
+    data = dataclasses.replace(config.data, image_channels=3)
+    return build_dataset(data, split, training=False, batch_size=1, preprocessing=identity)
+
+
 def runtimes_of(export_dir):
     """``[(name, runtime, precision, file or folder)]`` of everything an export folder holds."""
     metadata = read_json(os.path.join(export_dir, METADATA_FILE))
@@ -140,9 +152,7 @@ def check_export(export_dir, checkpoint, config, split, max_images=None,
     runs += [load_artifact(path) for _, _, _, path in exported[1:]]
     num_classes, ignore = config.data.num_classes, config.data.ignore_label
     tallies = [_Tally(num_classes) for _ in runs]
-    identity = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
-    data = dataclasses.replace(config.data, image_channels=3)
-    dataset = build_dataset(data, split, training=False, batch_size=1, preprocessing=identity)
+    dataset = raw_rgb_batches(config, split)
     if max_images:
         dataset = dataset.take(max_images)
     count = 0
