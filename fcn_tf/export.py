@@ -74,6 +74,7 @@ from fcn_tf.runs.folder import (
 from fcn_tf.runs.lock import pid_alive
 from fcn_tf.runtimes import litert
 from fcn_tf.runtimes import onnx as onnx_runtime
+from fcn_tf.signatures import SIGNATURE_BYTES, SIGNATURE_IMAGES
 from fcn_tf.utils.cli import report_error
 from fcn_tf.utils.files import make_temp_dir
 
@@ -82,8 +83,6 @@ TFLITE_PRECISIONS = litert.PRECISIONS
 ONNX_FILE = onnx_runtime.file_name("float32")
 # Training images that calibrate the activation ranges of an int8_full file.
 REPRESENTATIVE_COUNT = 32
-SIGNATURE_IMAGES = "serving_default"
-SIGNATURE_BYTES = "serving_bytes"
 METADATA_VERSION = 2
 # Node names that appear in the error of a wrongly shaped input.
 SHAPE_CHECK_IMAGES = "images_must_be_batch_height_width_3_uint8_rgb"

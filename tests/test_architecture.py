@@ -16,7 +16,7 @@ PACKAGE = ROOT / "fcn_tf"
 
 # Lowest first. A unit may import only units of a lower layer.
 LAYERS = [
-    {"fcn_tf.utils"},
+    {"fcn_tf.utils", "fcn_tf.signatures"},  # signatures: names only, no imports
     {"fcn_tf.outputs"},         # logits -> class ids / probabilities
     {"fcn_tf.runtimes"},        # LiteRT and ONNX files: conversion and reading
     {"fcn_tf.layers", "fcn_tf.preprocessing", "fcn_tf.precision", "fcn_tf.schedules",

@@ -32,12 +32,18 @@ import urllib.parse
 
 import numpy as np
 
+from fcn_tf.signatures import (
+    SERVED_SIGNATURES,
+    SIGNATURE_BYTES,
+    SIGNATURE_BYTES_PNG,
+    SIGNATURE_IMAGES,
+)
 from fcn_tf.utils.cli import report_error
 
 SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "samples",
                       "shapes_1.png")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-SIGNATURES = ("serving_bytes_png", "serving_bytes", "serving_png", "serving_default")
+SIGNATURES = SERVED_SIGNATURES
 
 
 def _connection(url, timeout=60.0):
@@ -92,7 +98,7 @@ def request_body(image_path, signature):
     """The JSON body of one predict request for ``image_path`` with ``signature``."""
     with open(image_path, "rb") as f:
         data = f.read()
-    if signature in ("serving_bytes", "serving_bytes_png"):
+    if signature in (SIGNATURE_BYTES, SIGNATURE_BYTES_PNG):
         instance = {"b64": base64.b64encode(data).decode()}
     else:
         from PIL import Image
@@ -172,11 +178,11 @@ def baseline(model_path, image_bytes, signature, seconds, batch=1):
 
     export_dir, _, _ = resolve_model_dir(model_path)
     loaded = tf.saved_model.load(export_dir)
-    if signature in ("serving_bytes", "serving_bytes_png"):
-        fn = loaded.signatures["serving_bytes"]
+    if signature in (SIGNATURE_BYTES, SIGNATURE_BYTES_PNG):
+        fn = loaded.signatures[SIGNATURE_BYTES]
         args = {"image_bytes": tf.constant([image_bytes] * batch)}
     else:
-        fn = loaded.signatures["serving_default"]
+        fn = loaded.signatures[SIGNATURE_IMAGES]
         image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
         args = {"images": tf.stack([image] * batch)}
     for _ in range(3):
@@ -188,7 +194,7 @@ def baseline(model_path, image_bytes, signature, seconds, batch=1):
     return calls * batch / (time.perf_counter() - start)
 
 
-def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature="serving_bytes_png",
+def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature=SIGNATURE_BYTES_PNG,
              model=None, baseline_model=None, baseline_seconds=10.0, max_requests=1_000_000,
              warmup_seconds=3.0):
     """Load-test the server at ``url``; return a dict of the measurements.
@@ -301,7 +307,7 @@ def main(argv=None):
                         help="stop after this many requests in all")
     parser.add_argument("--image", default=SAMPLE, help="the image each request carries "
                                                         "(default: a bundled 128x128 sample)")
-    parser.add_argument("--signature", default="serving_bytes_png", choices=SIGNATURES,
+    parser.add_argument("--signature", default=SIGNATURE_BYTES_PNG, choices=SIGNATURES,
                         help="signature to request")
     parser.add_argument("--baseline", metavar="MODEL",
                         help="also time this SavedModel (export, base or run folder) "

@@ -27,12 +27,15 @@ import re
 
 import numpy as np
 
-from fcn_tf.export import SIGNATURE_BYTES, SIGNATURE_IMAGES
 from fcn_tf.runs.files import CONFIG_FILE, EXPORT_DIR, METADATA_FILE
 from fcn_tf.runs.folder import is_saved_model
+from fcn_tf.signatures import (
+    SIGNATURE_BYTES,
+    SIGNATURE_BYTES_PNG,
+    SIGNATURE_IMAGES,
+    SIGNATURE_PNG,
+)
 
-SIGNATURE_PNG = "serving_png"
-SIGNATURE_BYTES_PNG = "serving_bytes_png"
 PNG_OUTPUT = "class_ids_png_bytes"
 COUNTS_OUTPUT = "class_pixel_counts"
 DEFAULT_WARMUP_SIZE = (64, 64)

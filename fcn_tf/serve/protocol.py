@@ -28,9 +28,10 @@ import zlib
 import numpy as np
 
 from fcn_tf.serve.image_header import ImageHeaderError, image_size
+from fcn_tf.signatures import SIGNATURE_IMAGES
 
 REQUEST_KEYS = ("signature_name", "instances", "inputs")
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = SIGNATURE_IMAGES  # as in TensorFlow Serving
 CONTENT_ENCODINGS = ("identity", "gzip", "x-gzip")  # TensorFlow Serving also takes gzip
 SIGNATURE_DEF_MAP_TYPE = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
 _EXAMPLE = "Send a JSON object such as {\"instances\": [...]}."
