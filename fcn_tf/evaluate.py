@@ -17,28 +17,16 @@ runtime on raw pixels, so the artifact itself is scored with the same metrics.
 """
 
 import argparse
-import os
 import sys
-
-import keras
-import numpy as np
 
 from fcn_tf.config import ConfigError
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import DatasetError
-from fcn_tf.evaluation import evaluate_split, format_scores, write_evaluation
-from fcn_tf.inference import InferenceOptions
-from fcn_tf.runs import (
-    check_class_count,
-    find_run_dir,
-    is_saved_model,
-    load_for_inference,
-    resolve_checkpoint,
-    resolve_preprocessing,
-)
-from fcn_tf.runtimes import artifact_runtime
-from fcn_tf.runs.files import eval_dir_name
+from fcn_tf.evaluation import evaluate_checkpoint, format_scores
 from fcn_tf.utils.cli import progress_verbosity, report_error
+
+FLAGS = {"checkpoint": "--checkpoint", "out": "--out", "window": "--window", "scales": "--scales",
+         "overlap": "--overlap"}
 
 
 def parse_window(values, config):
@@ -59,85 +47,7 @@ def parse_window(values, config):
     return tuple(sizes * 2 if len(sizes) == 1 else sizes)
 
 
-class _PixelModel:
-    """An exported model called like a Keras model on normalised batches.
-
-    The evaluation pipeline normalises and pads with 0, the mean pixel; the
-    exported model takes raw pixels (normalisation inside), so the batch is
-    turned back into pixels first: the padding becomes the mean pixel, as the
-    checkpoint sees it, and the split is scored the same way for both.
-    """
-
-    def __init__(self, loaded):
-        self.loaded = loaded
-        self.mean = np.float32(loaded.preprocessing.mean)
-        self.std = np.float32(loaded.preprocessing.std)
-
-    def __call__(self, normalised, training=False):
-        pixels = np.asarray(normalised, np.float32) * self.std + self.mean
-        return self.loaded.logits(pixels)
-
-
-def _load_model(checkpoint, config):
-    """``(model, preprocessing, source, path)``: a Keras checkpoint, or an export on raw pixels."""
-    if artifact_runtime(checkpoint) is not None or is_saved_model(checkpoint):
-        loaded = load_for_inference(checkpoint, num_classes=config.data.num_classes)
-        if loaded.info["image_channels"] != config.data.image_channels:
-            raise ValueError(
-                f"checkpoint {checkpoint} takes {loaded.info['image_channels']}-channel images, "
-                f"the config's data.image_channels is {config.data.image_channels}.")
-        preprocessing = loaded.preprocessing.for_channels(config.data.image_channels)
-        return (_PixelModel(loaded), preprocessing, loaded.preprocessing_source,
-                os.path.abspath(checkpoint))
-    path = resolve_checkpoint(checkpoint)
-    model = keras.models.load_model(path, compile=False)
-    check_class_count(model, config.data.num_classes, path)
-    preprocessing, source = resolve_preprocessing(checkpoint, model, config,
-                                                  config.data.image_channels)
-    return model, preprocessing, source, path
-
-
-def _default_out_dir(checkpoint, path, split, exported):
-    """RUN/eval-SPLIT for a checkpoint; EXPORT/eval-SPLIT-FILE for an export (never the run's)."""
-    if exported:
-        folder = path if os.path.isdir(path) else os.path.dirname(path)
-        stem = "saved_model" if os.path.isdir(path) else os.path.basename(path).replace(".", "_")
-        return os.path.join(folder, f"{eval_dir_name(split)}-{stem}")
-    run_dir = find_run_dir(checkpoint) or os.path.dirname(os.path.abspath(path))
-    return os.path.join(run_dir, eval_dir_name(split))
-
-
-def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, window=None,
-                        overlap=None, out_dir=None, verbose=1):
-    """Evaluate ``checkpoint`` on ``split``; write the report; return ``(scores, out_dir)``.
-
-    ``checkpoint`` is a ``.keras`` file, a run folder, an export folder or an
-    exported ``.tflite`` / ``.onnx`` file; the report goes to the run folder
-    (or, for an export, next to it) unless ``out_dir`` is given.
-
-    Raises:
-        ValueError: the checkpoint predicts another number of classes than
-            ``config.data.num_classes`` (nothing is written).
-    """
-    model, preprocessing, source, path = _load_model(checkpoint, config)
-    if verbose:
-        print(f"Checkpoint {path}\nNormalisation {preprocessing.to_dict()} from {source}",
-              flush=True)
-    options = InferenceOptions.from_eval_config(
-        config.eval, scales=tuple(scales) if scales else None, flip=flip, overlap=overlap)
-    if window is not None:
-        options = InferenceOptions(**{**options.to_dict(), "window": window or None})
-    scores = evaluate_split(model, config, preprocessing, split, verbose=verbose, options=options)
-    if out_dir is None:
-        out_dir = _default_out_dir(checkpoint, path, split, exported=isinstance(model, _PixelModel))
-    write_evaluation(out_dir, scores, {"checkpoint": os.path.abspath(path),
-                                       "normalization": preprocessing.to_dict(),
-                                       "normalization_source": source,
-                                       "inference": options.to_dict()})
-    return scores, out_dir
-
-
-def main(argv=None):
+def _parser():
     parser = argparse.ArgumentParser(prog="python -m fcn_tf.evaluate",
                                      description=__doc__.split("\n\n")[1])
     parser.add_argument("config", help="the run config (e.g. RUN/config.json)")
@@ -156,7 +66,11 @@ def main(argv=None):
     parser.add_argument("--out", help="report folder (default: RUN/eval-SPLIT)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress output (a progress bar only on a terminal)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
         split = args.split or config.eval.split
@@ -165,9 +79,7 @@ def main(argv=None):
             window=parse_window(args.window, config), overlap=args.overlap, out_dir=args.out,
             verbose=progress_verbosity(args.quiet))
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as error:
-        return report_error(error, {"checkpoint": "--checkpoint", "out": "--out",
-                                    "window": "--window", "scales": "--scales",
-                                    "overlap": "--overlap"})
+        return report_error(error, FLAGS)
     print(f"\n{split}:\n{format_scores(scores)}\n\nWrote {out_dir}")
     return 0
 

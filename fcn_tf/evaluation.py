@@ -1,8 +1,11 @@
 """Scoring a model on a dataset split from one confusion matrix.
 
 Labels are scored at their full resolution: evaluation batches are padded
-with the ignore label, never resized. Predictions can use test-time
-augmentation and sliding windows (:class:`fcn_tf.inference.InferenceOptions`).
+with the ignore label, never resized. Predictions go through
+:func:`fcn_tf.inference.predict_logits`, with test-time augmentation and
+sliding windows (:class:`fcn_tf.inference.InferenceOptions`).
+:func:`evaluate_checkpoint` scores a checkpoint or an export and writes the
+report; ``python -m fcn_tf.evaluate`` is its command line.
 
 Example:
     >>> import numpy as np
@@ -18,48 +21,49 @@ import keras
 import numpy as np
 
 from fcn_tf.data import build_dataset
-from fcn_tf.inference import InferenceOptions
-from fcn_tf.inference import predict_logits as _predict_with_options
+from fcn_tf.inference import InferenceModel, InferenceOptions, load_for_inference, predict_logits
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
 from fcn_tf.outputs import logits_to_classes
-from fcn_tf.runs.files import METRICS_FILE, atomic_write_json, atomic_write_text
+from fcn_tf.runs import find_run_dir
+from fcn_tf.runs.files import METRICS_FILE, atomic_write_json, atomic_write_text, eval_dir_name
 from fcn_tf.visualize import new_figure
 
 __all__ = [
     "confusion_over_dataset",
+    "evaluate_checkpoint",
     "evaluate_split",
     "format_scores",
+    "load_for_evaluation",
+    "logits_function",
     "logits_to_classes",
-    "predict_logits",
     "save_confusion_heatmap",
     "scores_from_confusion",
     "write_evaluation",
 ]
 
 
-def predict_logits(model, images):
-    return np.asarray(model(images, training=False), dtype=np.float32)
+def logits_function(model):
+    """``fn(images) -> float32 logits`` on normalised images, for :func:`predict_logits`.
+
+    ``model`` is a Keras model (called with ``training=False``) or an
+    :class:`~fcn_tf.inference.InferenceModel` (its
+    :meth:`~fcn_tf.inference.InferenceModel.normalised_logits`, which also
+    serves exported files).
+    """
+    if isinstance(model, InferenceModel):
+        return model.normalised_logits
+    return lambda images: np.asarray(model(images, training=False), np.float32)
 
 
-def predictor(options):
-    """A ``predict(model, images)`` applying ``options`` (TTA, sliding windows)."""
-    if options is None or options == InferenceOptions():
-        return predict_logits
-
-    def predict(model, images):
-        fn = lambda x: np.asarray(model(x, training=False), np.float32)  # noqa: E731
-        return _predict_with_options(fn, np.asarray(images), options)
-
-    return predict
-
-
-def confusion_over_dataset(model, dataset, num_classes, ignore_label, predict=predict_logits,
-                           verbose=0):
+def confusion_over_dataset(model, dataset, num_classes, ignore_label, options=None, verbose=0):
     """Accumulate the confusion matrix of ``model`` over ``(image, mask)`` batches.
 
-    With ``verbose`` 1 a progress bar counts the batches of the split; with 2
+    Each batch goes through :func:`predict_logits` with ``options``
+    (:class:`InferenceOptions`; default: the whole image once). With
+    ``verbose`` 1 a progress bar counts the batches of the split; with 2
     (output to a file or pipe) one line is written when it is done.
     """
+    fn = logits_function(model)
     total = np.zeros((num_classes, num_classes), np.int64)
     progress = None
     if verbose:
@@ -67,7 +71,7 @@ def confusion_over_dataset(model, dataset, num_classes, ignore_label, predict=pr
         progress = keras.utils.Progbar(cardinality if cardinality > 0 else None,
                                        verbose=verbose, unit_name="batch")
     for index, (images, masks) in enumerate(dataset):
-        predicted = logits_to_classes(predict(model, images))
+        predicted = logits_to_classes(predict_logits(fn, images, options))
         total += confusion_matrix(masks.numpy(), predicted, num_classes, ignore_label)
         if progress is not None:
             progress.update(index + 1)
@@ -78,7 +82,8 @@ def evaluate_split(model, config, preprocessing, split, verbose=0, options=None,
     """The FCN paper's metrics, per-class scores and the confusion matrix of ``split``.
 
     Args:
-        model: a Keras model on normalised images.
+        model: a Keras model on normalised images, or an
+            :class:`~fcn_tf.inference.InferenceModel` (a checkpoint or an export).
         config: the run :class:`~fcn_tf.config.run_config.Config`.
         preprocessing: the normalisation the model was trained with.
         split: split name.
@@ -95,12 +100,75 @@ def evaluate_split(model, config, preprocessing, split, verbose=0, options=None,
     dataset = build_dataset(config.data, split, training=False,
                             batch_size=batch_size, preprocessing=preprocessing)
     cm = confusion_over_dataset(model, dataset, config.data.num_classes,
-                                config.data.ignore_label, predict=predictor(options),
-                                verbose=verbose)
+                                config.data.ignore_label, options=options, verbose=verbose)
     scores = scores_from_confusion(cm, list(config.data.class_names))
     scores["split"] = split
     scores["confusion_matrix"] = cm.tolist()
     return scores
+
+
+def load_for_evaluation(checkpoint, config):
+    """``(model, preprocessing)``: ``checkpoint`` loaded to be scored on ``config``'s data.
+
+    ``checkpoint`` is a ``.keras`` file, a run folder, an export folder or an
+    exported ``.tflite`` / ``.onnx`` file (:func:`~fcn_tf.inference.load_for_inference`,
+    described by ``config``); ``preprocessing`` is the normalisation the
+    evaluation batches get.
+
+    Raises:
+        ValueError: the model predicts another number of classes than
+            ``config.data.num_classes``, or takes images of other channels.
+    """
+    loaded = load_for_inference(checkpoint, num_classes=config.data.num_classes, config=config)
+    if loaded.info["image_channels"] != config.data.image_channels:
+        raise ValueError(
+            f"checkpoint {checkpoint} takes {loaded.info['image_channels']}-channel images, "
+            f"the config's data.image_channels is {config.data.image_channels}.")
+    return loaded, loaded.preprocessing.for_channels(config.data.image_channels)
+
+
+def _default_out_dir(checkpoint, path, split, exported):
+    """RUN/eval-SPLIT for a checkpoint; EXPORT/eval-SPLIT-FILE for an export (never the run's)."""
+    if exported:
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        stem = "saved_model" if os.path.isdir(path) else os.path.basename(path).replace(".", "_")
+        return os.path.join(folder, f"{eval_dir_name(split)}-{stem}")
+    run_dir = find_run_dir(checkpoint) or os.path.dirname(os.path.abspath(path))
+    return os.path.join(run_dir, eval_dir_name(split))
+
+
+def evaluate_checkpoint(config, checkpoint, split, *, scales=None, flip=None, window=None,
+                        overlap=None, out_dir=None, verbose=1):
+    """Evaluate ``checkpoint`` on ``split``; write the report; return ``(scores, out_dir)``.
+
+    ``checkpoint`` is a ``.keras`` file, a run folder, an export folder or an
+    exported ``.tflite`` / ``.onnx`` file; the report goes to the run folder
+    (or, for an export, next to it) unless ``out_dir`` is given. ``scales``,
+    ``flip``, ``window`` and ``overlap`` override the config's ``eval``
+    section (``window=()``: no windows).
+
+    Raises:
+        ValueError: the checkpoint predicts another number of classes than
+            ``config.data.num_classes`` (nothing is written).
+    """
+    model, preprocessing = load_for_evaluation(checkpoint, config)
+    exported = model.kind != "keras"
+    path = os.path.abspath(model.path) if exported else model.path
+    if verbose:
+        print(f"Checkpoint {path}\nNormalisation {preprocessing.to_dict()} from "
+              f"{model.preprocessing_source}", flush=True)
+    options = InferenceOptions.from_eval_config(
+        config.eval, scales=tuple(scales) if scales else None, flip=flip, overlap=overlap)
+    if window is not None:
+        options = InferenceOptions(**{**options.to_dict(), "window": window or None})
+    scores = evaluate_split(model, config, preprocessing, split, verbose=verbose, options=options)
+    if out_dir is None:
+        out_dir = _default_out_dir(checkpoint, path, split, exported)
+    write_evaluation(out_dir, scores, {"checkpoint": os.path.abspath(path),
+                                       "normalization": preprocessing.to_dict(),
+                                       "normalization_source": model.preprocessing_source,
+                                       "inference": options.to_dict()})
+    return scores, out_dir
 
 
 _METRICS = (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),

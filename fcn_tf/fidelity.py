@@ -31,13 +31,13 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_tf.data import build_dataset
+from fcn_tf.inference import load_for_inference
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 from fcn_tf.precision import model_precision, with_precision
 from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
 from fcn_tf.runs import is_saved_model
 from fcn_tf.runs.files import METADATA_FILE, read_json
-from fcn_tf.runs.loading import load_for_inference
 from fcn_tf.runtimes import load_artifact
 
 FIDELITY_FILE = "fidelity.json"

@@ -25,8 +25,8 @@ LAYERS = [
     {"fcn_tf.models"},
     {"fcn_tf.weights", "fcn_tf.data"},
     {"fcn_tf.config"},          # the run config: holds the data section
-    {"fcn_tf.runs"},            # run folders, checkpoints, loading for inference
-    {"fcn_tf.inference"},       # test-time augmentation and sliding windows
+    {"fcn_tf.runs"},            # run folders: layout, checkpoints, config, normalisation
+    {"fcn_tf.inference"},       # using a trained model: loading, windows and TTA, pictures
     {"fcn_tf.evaluation", "fcn_tf.fidelity"},  # scoring: a split, an export's files
     {"fcn_tf.export"},
     {"fcn_tf.training"},

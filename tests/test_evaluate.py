@@ -82,7 +82,7 @@ def test_evaluate_cli_writes_metrics_table_and_heatmap(tmp_path, capsys):
 
 
 def test_evaluate_with_tta_and_sliding_windows(tmp_path):
-    from fcn_tf.evaluate import evaluate_checkpoint
+    from fcn_tf.evaluation import evaluate_checkpoint
     from fcn_tf.inference import InferenceOptions, predict_logits
 
     run_dir, config, model = make_run_folder(tmp_path)

@@ -34,7 +34,7 @@ from fcn_tf.data import DatasetError, build_dataset, check_dataset, format_repor
 from fcn_tf.data import load_data_config, verify
 from fcn_tf.data.decode import make_decoder, read_image_array
 from fcn_tf.preprocessing import Preprocessing
-from fcn_tf.runs.loading import InferenceModel
+from fcn_tf.inference import InferenceModel
 from fcn_tf.weights import WeightsError, imagenet
 
 RGB = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)

@@ -14,6 +14,7 @@ import pytest
 
 from fcn_tf.inference import (
     InferenceOptions,
+    load_for_inference,
     predict_logits,
     sliding_window_bands,
     sliding_window_logits,
@@ -21,7 +22,7 @@ from fcn_tf.inference import (
     window_starts,
     window_weights,
 )
-from fcn_tf.runs import find_run_dir, load_for_inference, resolve_preprocessing
+from fcn_tf.runs import find_run_dir, resolve_preprocessing
 from train_fixtures import tiny_config
 
 

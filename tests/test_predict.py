@@ -10,6 +10,7 @@ from PIL import Image
 
 from fcn_tf import predict
 from fcn_tf.export import export_checkpoint
+from fcn_tf.inference import read_manifest
 from test_inference import make_run_folder
 
 
@@ -113,7 +114,7 @@ def test_a_second_run_replaces_its_own_files_and_nothing_else(run, tmp_path, cap
     out = tmp_path / "out"
     args = ["--model", str(run_dir), str(images / "small.png"), "--out", str(out)]
     assert predict.main(args) == 0
-    manifest = predict.read_manifest(out)  # the last line about a file wins
+    manifest = read_manifest(out)  # the last line about a file wins
     assert set(manifest) == {"small.png", "small_overlay.png"}
     assert all(entry["size"] == (out / name).stat().st_size for name, entry in manifest.items())
     assert predict.main(args) == 0  # its own, unchanged files: replaced without --overwrite

@@ -22,7 +22,7 @@ import fcn_tf
 from fcn_tf import evaluate, export, predict
 from fcn_tf.export import export_checkpoint
 from fcn_tf.fidelity import FIDELITY_FILE, format_fidelity
-from fcn_tf.runs import load_for_inference
+from fcn_tf.inference import load_for_inference
 from fcn_tf.runtimes import RuntimeMissingError, load_artifact
 from fcn_tf.runtimes import onnx as onnx_runtime
 from fcn_tf.train import main as train_main

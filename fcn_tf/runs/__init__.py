@@ -1,14 +1,14 @@
-"""Run folders: one home for their layout, locking, checkpoints and loading.
+"""Run folders: one home for their layout, locking and checkpoints.
 
 - :mod:`fcn_tf.runs.files`: every file name of a run folder and export, atomic writes.
 - :mod:`fcn_tf.runs.lock`: one process per run folder (:class:`RunLock`).
 - :mod:`fcn_tf.runs.folder`: choosing/resuming a run folder, resolving its
   checkpoint, reading its config, normalisation and class info.
-- :mod:`fcn_tf.runs.loading`: :func:`load_for_inference` (a ``.keras`` file,
-  a run folder or an exported SavedModel, ready for raw pixels).
 
 This package sits above config, data, models and preprocessing and below
-training, inference, evaluation and export.
+training, inference, evaluation and export. Loading a model for inference is
+:func:`fcn_tf.inference.load_for_inference`, which reads run folders through
+this package.
 """
 
 from fcn_tf.runs.files import (
@@ -30,11 +30,9 @@ from fcn_tf.runs.folder import (
     resolve_checkpoint,
     resolve_preprocessing,
 )
-from fcn_tf.runs.loading import InferenceModel, load_for_inference, load_saved_model
 from fcn_tf.runs.lock import RunFolderLocked, RunLock
 
 __all__ = [
-    "InferenceModel",
     "RunFolderLocked",
     "RunLock",
     "atomic_save_model",
@@ -46,8 +44,6 @@ __all__ = [
     "create_run_dir",
     "find_run_dir",
     "is_saved_model",
-    "load_for_inference",
-    "load_saved_model",
     "read_json",
     "read_preprocessing",
     "read_run_config",

@@ -33,10 +33,9 @@ import numpy as np
 import fcn_tf
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
-from fcn_tf.evaluate import evaluate_checkpoint
-from fcn_tf.evaluation import format_scores
+from fcn_tf.evaluation import evaluate_checkpoint, format_scores
+from fcn_tf.inference import load_for_inference
 from fcn_tf.outputs import logits_to_classes
-from fcn_tf.runs import load_for_inference
 from fcn_tf.training.trainer import train
 from fcn_tf.visualize import colorize
 

@@ -41,8 +41,9 @@ from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
 from fcn_tf.export import export_checkpoint
 from fcn_tf.fidelity import check_export, format_fidelity
+from fcn_tf.inference import load_for_inference
 from fcn_tf.outputs import logits_to_probabilities
-from fcn_tf.runs import load_for_inference, read_preprocessing
+from fcn_tf.runs import read_preprocessing
 from fcn_tf.runtimes import load_artifact
 from fcn_tf.training.trainer import train
 from fcn_tf.visualize import colorize
@@ -149,7 +150,7 @@ except tf.errors.InvalidArgumentError as error:
     print("mixed sizes refused:", reason.strip()[:200])
 
 # %% [markdown]
-# `fcn_tf.runs.load_for_inference` opens an exported model the same way
+# `fcn_tf.inference.load_for_inference` opens an exported model the same way
 # as a run folder (what `python -m fcn_tf.predict` does): it reads
 # `metadata.json` and calls the graph's `logits` function on raw pixels.
 

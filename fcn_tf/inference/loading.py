@@ -1,8 +1,10 @@
 """A model ready for raw pixels: a ``.keras`` file, a run folder, a SavedModel export or an exported file.
 
-Exported ``.tflite`` and ``.onnx`` files are read through their runtimes
-(:mod:`fcn_tf.runtimes`), with the ``metadata.json`` of the export folder
-that holds them.
+:func:`load_for_inference` is the one way in for predict, evaluate and the
+fidelity check. Run folders are resolved by :mod:`fcn_tf.runs` (checkpoint,
+config, normalisation); exported ``.tflite`` and ``.onnx`` files are read
+through their runtimes (:mod:`fcn_tf.runtimes`), with the ``metadata.json``
+of the export folder that holds them.
 
 Example:
     >>> model = load_for_inference("runs/default")            # doctest: +SKIP
@@ -18,7 +20,6 @@ import tensorflow as tf
 
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.runs.files import METADATA_FILE, read_json
-from fcn_tf.runtimes import artifact_runtime, load_artifact
 from fcn_tf.runs.folder import (
     check_class_count,
     class_info,
@@ -29,6 +30,7 @@ from fcn_tf.runs.folder import (
     resolve_checkpoint,
     resolve_preprocessing,
 )
+from fcn_tf.runtimes import artifact_runtime, load_artifact
 
 
 @dataclasses.dataclass
@@ -39,9 +41,9 @@ class InferenceModel:
     ``[B, H, W, K]`` logits (K = 1 for a binary model), normalisation
     included. For an exported ``.tflite`` / ``.onnx`` file, which gives
     probabilities, they are log-probabilities (the file's class ids win
-    ties of quantised probabilities), and the
-    pixels are rounded to the uint8 the file takes. ``info`` has ``class_names``, ``colors``, ``ignore_label``,
-    ``image_channels`` and ``num_classes``.
+    ties of quantised probabilities), and the pixels are rounded to the
+    uint8 the file takes. ``info`` has ``class_names``, ``colors``,
+    ``ignore_label``, ``image_channels`` and ``num_classes``.
     """
 
     logits: object
@@ -53,42 +55,66 @@ class InferenceModel:
     keras_model: object = None
     metadata: dict | None = None
 
+    def normalised_logits(self, images):
+        """Logits of images already normalised by :attr:`preprocessing` (what the data pipeline gives).
 
-def load_for_inference(path, num_classes=None):
+        A Keras model is called on them as they are. An exported model takes
+        raw pixels (normalisation inside), so the batch is turned back into
+        pixels first: a padding of 0, the mean pixel once normalised, becomes
+        the mean pixel, as the Keras model sees it.
+        """
+        if self.keras_model is not None:
+            return np.asarray(self.keras_model(images, training=False), np.float32)
+        pixels = (np.asarray(images, np.float32) * np.float32(self.preprocessing.std)
+                  + np.float32(self.preprocessing.mean))
+        return self.logits(pixels)
+
+
+def load_for_inference(path, num_classes=None, config=None):
     """An :class:`InferenceModel` from a ``.keras`` file, a run folder, an export or an exported file.
 
     Args:
         path: a ``.keras`` file, a run folder, a SavedModel export folder, or
             a ``.tflite`` / ``.onnx`` file of an export folder.
         num_classes: when given, the model must predict this many classes.
+        config: for a ``.keras`` file or run folder, the run
+            :class:`~fcn_tf.config.run_config.Config` that describes it
+            (class names, the class count it must predict, the normalisation
+            when no ``preprocessing.json`` is found); default: the config of
+            its run folder. An export carries its own metadata.
     """
     if artifact_runtime(path) is not None:
         loaded = load_exported_file(path)
     elif is_saved_model(path):
         loaded = load_saved_model(path)
     else:
-        checkpoint = resolve_checkpoint(path)
-        model = keras.models.load_model(checkpoint, compile=False)
-        run_dir = find_run_dir(path)
-        config = read_run_config(run_dir) if run_dir else None
-        if config is not None:
-            check_class_count(model, config.data.num_classes, checkpoint)
-        channels = int(model.input_shape[-1])
-        info = class_info(model_classes(model), config)
-        info["image_channels"] = channels
-        preprocessing, source = resolve_preprocessing(path, model, config, channels)
-
-        def logits(pixels):
-            return np.asarray(model(preprocessing.apply_numpy(pixels), training=False),
-                              np.float32)
-
-        loaded = InferenceModel(logits, info, preprocessing, source, "keras", checkpoint, model)
+        loaded = load_keras(path, config)
     if num_classes is not None and loaded.info["num_classes"] != num_classes:
         raise ValueError(
             f"model {path} predicts {loaded.info['num_classes']} classes, expected "
             f"{num_classes}."
         )
     return loaded
+
+
+def load_keras(path, config=None):
+    """An :class:`InferenceModel` from a ``.keras`` file or a run folder (see :func:`load_for_inference`)."""
+    checkpoint = resolve_checkpoint(path)
+    model = keras.models.load_model(checkpoint, compile=False)
+    if config is None:
+        run_dir = find_run_dir(path)
+        config = read_run_config(run_dir) if run_dir else None
+    if config is not None:
+        check_class_count(model, config.data.num_classes, checkpoint)
+    channels = int(model.input_shape[-1])
+    info = class_info(model_classes(model), config)
+    info["image_channels"] = channels
+    preprocessing, source = resolve_preprocessing(path, model, config, channels)
+
+    def logits(pixels):
+        return np.asarray(model(preprocessing.apply_numpy(pixels), training=False), np.float32)
+
+    return InferenceModel(logits, info, preprocessing, source, "keras", checkpoint, model)
 
 
 def _export_metadata(path, folder):
