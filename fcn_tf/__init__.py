@@ -1,34 +1,34 @@
 """fcn_tf: semantic segmentation networks for TensorFlow 2 / Keras 3.
 
+The names below are imported on first use, so ``import fcn_tf.serve.load``
+or ``fcn_tf.utils.cli`` does not import TensorFlow.
+
 Example:
     >>> import fcn_tf
     >>> "fcn8s" in fcn_tf.list_models()
     True
 """
 
-__version__ = "0.1.0"
-
 import os as _os
 
-# Quiet TensorFlow's C++ start-up log unless the user asked for it.
+from fcn_tf.utils.lazy import lazy_exports as _lazy_exports
+
+__version__ = "0.1.0"
+
+# Quiet TensorFlow's C++ start-up log unless the user asked for it. Python runs
+# this file before any module of the package, so before any of them imports
+# TensorFlow.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fcn_tf.models import (  # noqa: E402
-    build_model,
-    default_preprocessing,
-    list_backbones,
-    list_models,
-)
-from fcn_tf.preprocessing import Preprocessing  # noqa: E402
-from fcn_tf.weights import load_weights  # noqa: E402
-from fcn_tf.weights.from_pytorch import from_pytorch  # noqa: E402
+_EXPORTS = {
+    "Preprocessing": "fcn_tf.preprocessing",
+    "build_model": "fcn_tf.models",
+    "default_preprocessing": "fcn_tf.models",
+    "from_pytorch": "fcn_tf.weights.from_pytorch",
+    "list_backbones": "fcn_tf.models",
+    "list_models": "fcn_tf.models",
+    "load_weights": "fcn_tf.weights",
+}
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "Preprocessing",
-    "build_model",
-    "default_preprocessing",
-    "from_pytorch",
-    "list_backbones",
-    "list_models",
-    "load_weights",
-]
+__all__ = sorted(_EXPORTS)

@@ -3,8 +3,9 @@
 TensorFlow Serving's REST API v1 (``/v1/models/NAME:predict``), a web page at
 ``/``, dynamic batching, request limits, health and Prometheus metrics, on
 Starlette and uvicorn; ``python -m fcn_tf.serve.load`` load-tests it. See
-docs/SERVING.md. This package imports ``fcn_tf.export`` and lower modules,
-never ``fcn_tf.training``.
+docs/SERVING.md. This package never imports ``fcn_tf.training``. The names
+below are imported on first use, so the load tool imports neither TensorFlow
+nor Starlette.
 
 Example:
     >>> from fcn_tf.serve import ServeConfig, create_app, load_served_model  # doctest: +SKIP
@@ -12,7 +13,14 @@ Example:
     >>> app = create_app(served, ServeConfig(max_batch=8))          # doctest: +SKIP
 """
 
-from fcn_tf.serve.app import ServeConfig, create_app
-from fcn_tf.serve.model import load_served_model, resolve_model_dir
+from fcn_tf.utils.lazy import lazy_exports as _lazy_exports
 
-__all__ = ["ServeConfig", "create_app", "load_served_model", "resolve_model_dir"]
+_EXPORTS = {
+    "ServeConfig": "fcn_tf.serve.app",
+    "create_app": "fcn_tf.serve.app",
+    "load_served_model": "fcn_tf.serve.model",
+    "resolve_model_dir": "fcn_tf.serve.model",
+}
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

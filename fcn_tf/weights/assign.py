@@ -15,7 +15,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from fcn_tf.weights import WeightsError
+from fcn_tf.weights.errors import WeightsError
 
 
 @dataclasses.dataclass

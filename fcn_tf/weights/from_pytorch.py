@@ -1,7 +1,8 @@
 """Build the model a PyTorch checkpoint was trained as, and load it: :func:`from_pytorch`."""
 
 from fcn_tf.models import build_model
-from fcn_tf.weights import WeightsError, load_weights
+from fcn_tf.weights.errors import WeightsError
+from fcn_tf.weights.loading import load_weights
 from fcn_tf.weights.torch_pth import detect_layout
 from fcn_tf.weights.torch_pickle import read_state_dict
 from fcn_tf.weights.torch_unet import architecture as unet_architecture

@@ -10,8 +10,8 @@ e.g. FCN-32s into FCN-16s as in the paper's staged training.
 import dataclasses
 import zipfile
 
-from fcn_tf.weights import WeightsError
 from fcn_tf.weights.assign import FileWeights, assign_weights, model_layers
+from fcn_tf.weights.errors import WeightsError
 
 HINT = (
     "A .keras checkpoint loads into a model built with the same name, backbone, "

@@ -34,8 +34,8 @@ import re
 import numpy as np
 
 from fcn_tf.preprocessing import VGG_MEAN_RGB, Preprocessing
-from fcn_tf.weights import WeightsError
 from fcn_tf.weights.assign import FileWeights, model_layers
+from fcn_tf.weights.errors import WeightsError
 from fcn_tf.weights.limits import ReadBudget
 
 XCEPTION_RESIDUAL_BLOCKS = (2, 3, 4, 13)

@@ -23,7 +23,7 @@ Example:
 
 import os
 
-from fcn_tf.weights import WeightsError
+from fcn_tf.weights.errors import WeightsError
 
 MAX_EXPANSION = 16
 FLOOR_BYTES = 64 << 20

@@ -27,8 +27,8 @@ import zlib
 import numpy as np
 
 from fcn_tf.preprocessing import Preprocessing
-from fcn_tf.weights import WeightsError
 from fcn_tf.weights.assign import FileWeights, model_layers
+from fcn_tf.weights.errors import WeightsError
 
 VGG_CONV = re.compile(r"^conv\d+_\d+$")
 CLASSIFIER = ("fc6", "fc7")

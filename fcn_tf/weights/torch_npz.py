@@ -30,8 +30,8 @@ import zlib
 import numpy as np
 
 from fcn_tf.preprocessing import Preprocessing
-from fcn_tf.weights import WeightsError
 from fcn_tf.weights.assign import FileWeights, model_layers
+from fcn_tf.weights.errors import WeightsError
 from fcn_tf.weights.limits import ReadBudget
 
 # pytorch-fcn's input normalisation (torchfcn/datasets/voc.py), BGR.

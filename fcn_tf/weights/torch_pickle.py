@@ -53,7 +53,7 @@ import zlib
 
 import numpy as np
 
-from fcn_tf.weights import WeightsError
+from fcn_tf.weights.errors import WeightsError
 from fcn_tf.weights.limits import MAX_DEPTH, MAX_PICKLE_BYTES, ReadBudget, check_zip_member
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C

@@ -24,9 +24,9 @@ name and shape before it writes anything.
 import dataclasses
 
 from fcn_tf.preprocessing import Preprocessing
-from fcn_tf.weights import WeightsError
 from fcn_tf.weights import torch_deeplab, torch_npz, torch_unet
 from fcn_tf.weights.assign import FileWeights, model_layers
+from fcn_tf.weights.errors import WeightsError
 from fcn_tf.weights.torch_layout import MappingError, convert, unused_counters
 from fcn_tf.weights.torch_pickle import read_state_dict
 
