@@ -15,6 +15,8 @@ Example:
     0.6931
 """
 
+import dataclasses
+
 import keras
 from keras import ops
 
@@ -223,29 +225,113 @@ class WeightedSum(keras.losses.Loss):
         }
 
 
-BINARY_LOSSES = ("binary_cross_entropy", "dice")
+@dataclasses.dataclass(frozen=True)
+class LossParameter:
+    """A number a loss takes, set in the run config as ``train.loss.<key>``.
+
+    Attributes:
+        key: the config key, e.g. ``"focal_gamma"`` (unique over all losses).
+        argument: the loss class's argument it is passed as, e.g. ``"gamma"``.
+        default: its value when the config leaves it out.
+        help: one line for the config's messages.
+        bounds: the config's checks of it (``min``, ``max``, ``above``:
+            :mod:`fcn_tf.utils.schema`).
+    """
+
+    key: str
+    argument: str
+    default: float
+    help: str
+    bounds: dict = dataclasses.field(default_factory=dict)
 
 
-def build_loss(terms, *, ignore_label, class_weights=None, focal_gamma=2.0,
-               bootstrap_fraction=0.25):
+@dataclasses.dataclass(frozen=True)
+class LossEntry:
+    """A registered loss: its class, its parameters and what it works on."""
+
+    name: str
+    loss_class: type
+    parameters: tuple
+    class_weights: bool
+    one_logit: bool
+
+
+# The losses ``train.loss.terms[].name`` may name, by name: see register_loss.
+LOSSES = {}
+
+
+def register_loss(name, loss_class, *, parameters=(), class_weights=True, one_logit=False):
+    """Make ``loss_class`` a loss of the run config, named ``name``.
+
+    The config's choices of ``train.loss.terms[].name`` are the registered
+    names, and each parameter becomes a key of ``train.loss``.
+
+    Args:
+        name: the name in the config.
+        loss_class: called as ``loss_class(ignore_label=..., [class_weights=...,]
+            <argument>=<value> ...)``.
+        parameters: its :class:`LossParameter` s.
+        class_weights: whether it takes ``train.loss.class_weights``.
+        one_logit: whether it works on a single binary logit (besides
+            ``binary_cross_entropy`` itself).
+
+    Raises:
+        ValueError: ``name`` or a parameter's key is registered already.
+
+    Example:
+        >>> register_loss("smooth_ce", SegmentationCrossEntropy)  # doctest: +SKIP
+    """
+    if name in LOSSES:
+        raise ValueError(f"register_loss: a loss named {name!r} is registered already "
+                         f"({LOSSES[name].loss_class.__name__}). Choose another name.")
+    taken = loss_parameters()
+    for parameter in parameters:
+        if parameter.key in taken:
+            raise ValueError(f"register_loss: the parameter key {parameter.key!r} of loss "
+                             f"{name!r} is taken already. Prefix it with the loss's name.")
+    LOSSES[name] = LossEntry(name, loss_class, tuple(parameters), class_weights, one_logit)
+    return LOSSES[name]
+
+
+def loss_parameters():
+    """``{config key: LossParameter}`` of every registered loss, in registration order."""
+    return {p.key: p for entry in LOSSES.values() for p in entry.parameters}
+
+
+register_loss("cross_entropy", SegmentationCrossEntropy)
+register_loss("bootstrapped_cross_entropy", BootstrappedCrossEntropy, parameters=[LossParameter(
+    "bootstrap_fraction", "fraction", 0.25, bounds={"above": 0.0, "max": 1.0},
+    help="bootstrapped_cross_entropy: fraction of the valid pixels (the hardest) averaged")])
+register_loss("focal", FocalLoss, parameters=[LossParameter(
+    "focal_gamma", "gamma", 2.0, bounds={"min": 0.0}, help="focal loss focusing parameter")])
+register_loss("binary_cross_entropy", BinaryCrossEntropy, one_logit=True)
+register_loss("dice", DiceLoss, class_weights=False, one_logit=True)
+
+# The losses that work on one binary logit (binary_cross_entropy and what may join it).
+BINARY_LOSSES = tuple(name for name, entry in LOSSES.items() if entry.one_logit)
+
+
+def build_loss(terms, *, ignore_label, class_weights=None, **parameters):
     """Build the loss from ``[(name, weight), ...]``; one term is returned as is.
 
-    Names: ``cross_entropy``, ``bootstrapped_cross_entropy``, ``focal``,
-    ``binary_cross_entropy``, ``dice``.
+    Names are those of :data:`LOSSES` (``cross_entropy``,
+    ``bootstrapped_cross_entropy``, ``focal``, ``binary_cross_entropy``,
+    ``dice``); ``parameters`` are their config keys (``focal_gamma=2.0``,
+    ``bootstrap_fraction=0.25``), each left out taking its default.
     """
-    makers = {
-        "cross_entropy": lambda: SegmentationCrossEntropy(ignore_label, class_weights),
-        "bootstrapped_cross_entropy": lambda: BootstrappedCrossEntropy(
-            bootstrap_fraction, ignore_label, class_weights),
-        "focal": lambda: FocalLoss(focal_gamma, ignore_label, class_weights),
-        "binary_cross_entropy": lambda: BinaryCrossEntropy(ignore_label, class_weights),
-        "dice": lambda: DiceLoss(ignore_label),
-    }
+    known = loss_parameters()
+    for key in parameters:
+        if key not in known:
+            raise ValueError(unknown_name_message("loss parameter", key, known))
     losses, weights = [], []
     for name, weight in terms:
-        if name not in makers:
-            raise ValueError(unknown_name_message("loss", name, makers))
-        losses.append(makers[name]())
+        if name not in LOSSES:
+            raise ValueError(unknown_name_message("loss", name, LOSSES))
+        entry = LOSSES[name]
+        arguments = {p.argument: parameters.get(p.key, p.default) for p in entry.parameters}
+        if entry.class_weights:
+            arguments["class_weights"] = class_weights
+        losses.append(entry.loss_class(ignore_label=ignore_label, **arguments))
         weights.append(weight)
     if len(losses) == 1 and weights[0] == 1.0:
         return losses[0]

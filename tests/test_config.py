@@ -10,6 +10,8 @@ import pytest
 from fcn_tf.config import ConfigError, loads_jsonc
 from fcn_tf.config.run_config import SECTIONS, apply_overrides, load_config, parse_config
 from fcn_tf.data import DataConfig
+from fcn_tf.losses import LOSSES, loss_parameters
+from fcn_tf.precision import PRECISIONS
 from fcn_tf.utils.jsonc import JSONCError
 
 
@@ -239,3 +241,18 @@ def test_set_into_a_null_section_and_refused_set_forms(tmp_path):
                           ("model.name.x=1", "'name' is not a section (it holds 'unet')")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(path, ["model.name=unet", item] if "name.x" in item else [item])
+
+
+def test_precision_and_loss_choices_are_those_of_their_modules():
+    with pytest.raises(ConfigError, match="train.precision: expected one of 'auto', "
+                       + ", ".join(repr(p) for p in PRECISIONS) + ", received 'bf16'"):
+        parse_config({"train": {"precision": "bf16"}})
+    with pytest.raises(ConfigError, match="expected one of "
+                       + ", ".join(repr(name) for name in LOSSES) + ", received 'focl'. "
+                       "Did you mean 'focal'"):
+        parse_config({"train": {"loss": {"terms": [{"name": "focl"}]}}})
+    loss = parse_config({"train": {"loss": {"focal_gamma": 1.0}}}).train.loss
+    assert loss.parameters() == {key: p.default for key, p in loss_parameters().items()} | {
+        "focal_gamma": 1.0}
+    with pytest.raises(ConfigError, match=r"train.loss.bootstrap_fraction: must be > 0.0"):
+        parse_config({"train": {"loss": {"bootstrap_fraction": 0}}})

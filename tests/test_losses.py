@@ -4,6 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fcn_tf import losses
+from fcn_tf.config import ConfigError
+from fcn_tf.config import run_config
+from fcn_tf.config.run_config import parse_config
 from fcn_tf.losses import (
     BinaryCrossEntropy,
     BootstrappedCrossEntropy,
@@ -14,6 +18,7 @@ from fcn_tf.losses import (
     build_loss,
 )
 from fcn_tf.schedules import WarmupSchedule
+from fcn_tf.utils.schema import parse_section
 
 RNG = np.random.default_rng(0)
 LABELS = np.array([[[0, 1, 2], [255, 1, 0]]])  # one ignored pixel
@@ -146,3 +151,63 @@ def test_median_frequency_sqrt_weights(tmp_path):
     soft = class_weights(parse_config({**base, "train": {"loss": {"class_weights": "median_frequency_sqrt"}}}))
     np.testing.assert_allclose(soft, np.sqrt(full), rtol=1e-5)
     assert full[0] < 1.0 < full[1]  # background is the most frequent class
+
+
+class _ScaledCrossEntropy(SegmentationCrossEntropy):
+    """A loss registered by the test: cross-entropy times ``scale``."""
+
+    def __init__(self, scale=1.0, ignore_label=255, class_weights=None, **kwargs):
+        super().__init__(ignore_label, class_weights, name="scaled_ce", **kwargs)
+        self.scale = scale
+
+    def call(self, y_true, y_pred):
+        return self.scale * super().call(y_true, y_pred)
+
+
+@pytest.fixture
+def scaled_ce():
+    """``scaled_ce`` with the parameter ``train.loss.ce_scale``, registered for one test."""
+    yield losses.register_loss("scaled_ce", _ScaledCrossEntropy, parameters=[losses.LossParameter(
+        "ce_scale", "scale", 1.0, help="scaled_ce: factor", bounds={"above": 0.0})])
+    del losses.LOSSES["scaled_ce"]
+
+
+def test_a_registered_loss_is_a_config_choice_with_its_parameter(scaled_ce):
+    section = run_config.loss_section()
+    loss = parse_section(section, {"terms": [{"name": "scaled_ce"}], "ce_scale": 3.0}, "train.loss")
+    assert loss.parameters() == {"bootstrap_fraction": 0.25, "focal_gamma": 2.0, "ce_scale": 3.0}
+    built = build_loss([(t.name, t.weight) for t in loss.terms], ignore_label=255,
+                       **loss.parameters())
+    assert isinstance(built, _ScaledCrossEntropy) and built.scale == 3.0
+    expected = 3.0 * float(SegmentationCrossEntropy()(LABELS, LOGITS))
+    assert float(built(LABELS, LOGITS)) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match=r"train.loss.ce_scale: must be > 0.0, received 0.0"):
+        parse_section(section, {"ce_scale": 0.0}, "train.loss")
+
+
+def test_the_config_lists_every_registered_loss(scaled_ce):
+    config = parse_config({"train": {"loss": {"terms": [{"name": "scaled_ce"}]}}})
+    assert config.train.loss.terms[0].name == "scaled_ce"
+    with pytest.raises(ConfigError, match=r"expected one of 'cross_entropy', .*'dice', "
+                                          r"'scaled_ce', received 'scaled'"):
+        parse_config({"train": {"loss": {"terms": [{"name": "scaled"}]}}})
+
+
+def test_a_loss_name_or_parameter_key_is_registered_once(scaled_ce):
+    with pytest.raises(ValueError, match="a loss named 'focal' is registered already"):
+        losses.register_loss("focal", FocalLoss)
+    with pytest.raises(ValueError, match="parameter key 'focal_gamma' of loss 'other' is taken"):
+        losses.register_loss("other", FocalLoss, parameters=[losses.LossParameter(
+            "focal_gamma", "gamma", 2.0, help="")])
+    with pytest.raises(ValueError, match="Unknown loss parameter 'focal_gama'.*'focal_gamma'"):
+        build_loss([("focal", 1.0)], ignore_label=255, focal_gama=1.0)
+
+
+def test_build_loss_passes_each_parameter_to_its_loss():
+    built = build_loss([("focal", 1.0), ("bootstrapped_cross_entropy", 0.5)], ignore_label=7,
+                       class_weights=[1.0, 2.0, 3.0], focal_gamma=1.5, bootstrap_fraction=0.5)
+    focal, bootstrapped = built.losses
+    assert (focal.gamma, focal.ignore_label, focal.class_weights) == (1.5, 7, [1.0, 2.0, 3.0])
+    assert (bootstrapped.fraction, bootstrapped.ignore_label) == (0.5, 7)
+    dice = build_loss([("dice", 1.0)], ignore_label=7, class_weights=[1.0, 2.0])
+    assert dice.class_weights is None  # Dice takes no class weights

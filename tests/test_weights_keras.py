@@ -8,7 +8,9 @@ import pytest
 
 import fcn_tf
 import keras
-from fcn_tf.weights import WeightsError, load_weights
+from fcn_tf.backbones import IMAGENET
+from fcn_tf.weights import WeightsError, keras_h5, load_weights
+from fcn_tf.weights.imagenet import backbone_of
 
 from weights_fixtures import (
     keras_model_as_legacy_layers,
@@ -291,7 +293,7 @@ def test_h5_that_is_not_keras_weights(tmp_path):
 def test_legacy_h5_of_an_unknown_network(tmp_path):
     path = tmp_path / "resnet.h5"
     write_legacy_keras_h5(path, [("conv1_conv", [("conv1_conv/kernel:0", np.zeros((7, 7, 3, 64)))])])
-    with pytest.raises(WeightsError, match="not a keras.applications VGG16, VGG19, MobileNetV2"):
+    with pytest.raises(WeightsError, match="not a keras.applications MobileNetV2, VGG16, VGG19, Xception file"):
         load_weights(fcn8s(), path)
 
 
@@ -319,3 +321,29 @@ def test_transfer_matching_skips_layers_whose_shapes_differ(tmp_path):
     other = fcn_tf.build_model("fcn8s", 3, width_multiplier=1 / 16)
     with pytest.raises(WeightsError, match="no layer of this checkpoint matches"):
         transfer_matching(other, str(path))
+
+
+# ------------------------------------------------------- the backbone rows
+
+
+@pytest.mark.parametrize("backbone", sorted(IMAGENET))
+def test_each_imagenet_row_describes_its_keras_application(backbone):
+    """A row's layer names and counts are those of the keras.applications network it names."""
+    weights = IMAGENET[backbone]
+    ref = keras_h5.reference_model(backbone)
+    names = [layer.name for layer in ref.layers]
+    assert keras_h5.architecture_of(names) == backbone
+    keys = [key for key, name in keras_h5._class_order_keys(ref).items()
+            if ref.get_layer(name).weights]
+    assert keras_h5._keras3_architecture(keys) == backbone
+    assert weights.mapping in keras_h5.MAPPINGS
+    assert set(weights.unused) <= set(names) | set(weights.top_dense)
+
+
+@pytest.mark.parametrize("backbone", sorted(IMAGENET))
+def test_a_model_on_each_imagenet_backbone_is_told_by_its_layers(backbone):
+    model = deeplab(backbone) if backbone not in ("vgg16", "vgg19") else fcn8s(backbone)
+    weights = IMAGENET[backbone]
+    assert backbone_of(model) == backbone
+    assert weights.first_layer in {layer.name for layer in model.layers}
+    assert any(re.match(weights.layers, layer.name) for layer in model.layers)

@@ -20,6 +20,7 @@ from fcn_tf.bench.runtimes import bench_runtimes, format_runtimes
 from fcn_tf.bench.timing import (DEFAULT_MATMUL_SIZES, configure_threads, matmul_rates,
                                  peak_memory_mib)
 from fcn_tf.data.bench import cpu_cores
+from fcn_tf.precision import PRECISIONS
 from fcn_tf.utils.names import unknown_name_message
 
 
@@ -77,7 +78,7 @@ def parse_args(argv):
     parser.add_argument("--train-sizes", type=int, nargs="+", default=[224, 512])
     parser.add_argument("--train-batches", type=int, nargs="+", default=[2, 8])
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
-                        choices=["float32", "mixed_bfloat16", "mixed_float16"])
+                        choices=PRECISIONS)
     parser.add_argument("--jit", nargs="+", default=["off", "on"], choices=list(JIT),
                         help="XLA settings for Keras inference")
     parser.add_argument("--train-jit", nargs="+", default=["off", "on"], choices=list(JIT),

@@ -13,6 +13,8 @@ import os
 import typing
 
 from fcn_tf.data.config import DataConfig, parse_data_config
+from fcn_tf.losses import LOSSES, loss_parameters
+from fcn_tf.precision import AUTO, PRECISIONS
 from fcn_tf.utils.jsonc import MAX_DEPTH, load_jsonc, nesting_depth
 from fcn_tf.utils.schema import ConfigError, parse_section, to_dict
 from fcn_tf.utils.schema import field as _f
@@ -43,24 +45,20 @@ CLASS_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
 @dataclasses.dataclass
 class LossTerm:
     name: str = _f(
-        "cross_entropy",
-        choices=("cross_entropy", "bootstrapped_cross_entropy", "focal", "binary_cross_entropy",
-                 "dice"),
-        help="loss function",
+        "cross_entropy", choices=LOSSES.keys(),  # a live view: every loss registered
+        help="loss function, a name of fcn_tf.losses.LOSSES",
     )
     weight: float = _f(1.0, min=0.0, help="weight in the sum")
 
 
 @dataclasses.dataclass
-class LossConfig:
+class LossSection:
+    """``train.loss`` without the losses' parameters (:func:`loss_section` adds them)."""
+
     terms: list[LossTerm] = _f(factory=lambda: [LossTerm()], help="weighted sum of losses")
     class_weights: str | list[float] | None = _f(
         help="null, \"median_frequency\", \"median_frequency_sqrt\" or one weight per class"
     )
-    focal_gamma: float = _f(2.0, min=0.0, help="focal loss focusing parameter")
-    bootstrap_fraction: float = _f(
-        0.25, min=0.0, max=1.0,
-        help="bootstrapped_cross_entropy: fraction of the valid pixels (the hardest) averaged")
 
     def __post_init__(self):
         if isinstance(self.class_weights, str) and self.class_weights not in CLASS_WEIGHTINGS:
@@ -69,13 +67,34 @@ class LossConfig:
                 "\"median_frequency_sqrt\" or a list of numbers, received "
                 f"{self.class_weights!r}."
             )
-        if self.bootstrap_fraction <= 0.0:
-            raise ConfigError(
-                "train.loss.bootstrap_fraction: expected a fraction in (0, 1], received "
-                f"{self.bootstrap_fraction}. 0.25 keeps the hardest quarter of the pixels."
-            )
         if not self.terms:
             raise ConfigError("train.loss.terms: expected at least one loss term.")
+
+    def parameters(self):
+        """``{key: value}`` of the losses' parameters, as :func:`fcn_tf.losses.build_loss` takes."""
+        own = {f.name for f in dataclasses.fields(LossSection)}
+        return {f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self) if f.name not in own}
+
+
+def loss_section(parameters=None):
+    """The ``train.loss`` dataclass: :class:`LossSection` and one key per loss parameter.
+
+    Args:
+        parameters: ``{key: LossParameter}``; by default those of every loss
+            registered (:func:`fcn_tf.losses.loss_parameters`), e.g.
+            ``focal_gamma`` and ``bootstrap_fraction``.
+    """
+    parameters = loss_parameters() if parameters is None else parameters
+    fields = [(key, float, _f(p.default, help=p.help, **p.bounds))
+              for key, p in parameters.items()]
+    return dataclasses.make_dataclass(
+        "LossConfig", fields, bases=(LossSection,),
+        namespace={"__doc__": "train.loss: terms, class_weights, the losses' parameters."})
+
+
+# Built once, from the losses registered when the config is first imported.
+LossConfig = loss_section()
 
 
 @dataclasses.dataclass
@@ -101,7 +120,7 @@ class TrainConfig:
     step_gamma: float = _f(0.1, min=0.0, help="step: factor")
     loss: LossConfig = _f(factory=LossConfig)
     precision: str = _f(
-        "float32", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        "float32", choices=(AUTO, *PRECISIONS),
         help="dtype policy; auto: mixed_bfloat16 where the hardware has bf16 units, else float32",
     )
     jit_compile: bool | typing.Literal["auto"] = _f(

@@ -157,8 +157,7 @@ def build_loss_from_config(config, weights=None):
         [(term.name, term.weight) for term in loss.terms],
         ignore_label=config.data.ignore_label,
         class_weights=weights,
-        focal_gamma=loss.focal_gamma,
-        bootstrap_fraction=loss.bootstrap_fraction,
+        **loss.parameters(),
     )
 
 

@@ -35,8 +35,8 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from fcn_tf.backbones import IMAGENET_FILES, ImagenetFile
-from fcn_tf.weights.errors import WeightsError
+from fcn_tf.backbones import IMAGENET, IMAGENET_FILES, ImagenetFile, told_by_layers
+from fcn_tf.weights import WeightsError
 
 # Where keras.applications downloads from. Tests point this at a server on 127.0.0.1.
 URL_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -44,14 +44,6 @@ WEIGHTS_DIR_VARIABLE = "FCN_TF_WEIGHTS_DIR"
 TIMEOUT_SECONDS = 10.0
 CHUNK = 1 << 20
 
-# A layer only VGG19 has, one only VGG16-based FCNs lack, and the last layers
-# of the other backbones: how a built model tells its backbone.
-_BACKBONE_MARKERS = (
-    ("conv5_4", "vgg19"),
-    ("conv5_3", "vgg16"),
-    ("block_16_project", "mobilenet_v2"),
-    ("block14_sepconv2", "xception"),
-)
 
 
 def cache_dir():
@@ -62,11 +54,8 @@ def cache_dir():
 
 def backbone_of(model):
     """The backbone ``model`` was built on, told from its layer names, or ``None``."""
-    names = {layer.name for layer in model.layers}
-    for marker, backbone in _BACKBONE_MARKERS:
-        if marker in names:
-            return backbone
-    return None
+    return told_by_layers((layer.name for layer in model.layers),
+                          {name: weights.model_layers for name, weights in IMAGENET.items()})
 
 
 def imagenet_file(model, backbone=None):

@@ -13,29 +13,37 @@ Two layouts are read with h5py:
   matching ``keras.applications`` model is built without weights only to
   learn which ``conv2d_<k>`` is which named layer.
 
-Mappings (pure functions from ``{file layer: [arrays]}``, file order):
+What each backbone's file is (names, how it is recognised, which layers it
+covers, its channel order) is its row's :class:`~fcn_tf.backbones.ImagenetWeights`
+in :data:`fcn_tf.backbones.BACKBONE_TABLE`; the row's ``mapping`` names one of
+these pure functions from ``{file layer: [arrays]}`` (file order):
 
 - :func:`map_vgg`: ``block{b}_conv{i}`` to ``conv{b}_{i}`` unchanged (Keras
   kernels are already ``(kh, kw, in, out)``); with the top, Dense ``fc1``
   ``(7*7*512, 4096)`` reshaped to fc6's ``(7, 7, 512, 4096)`` (Keras' Flatten
   of a channels-last ``7x7x512`` map is row-major over ``(h, w, c)``) and
-  ``fc2`` to fc7's ``(1, 1, 4096, 4096)``; ``predictions`` unused.
-  Keras' VGG weights are Caffe's: BGR inputs, so the default channel order
+  ``fc2`` to fc7's ``(1, 1, 4096, 4096)``.
+  Keras' VGG weights are Caffe's: BGR inputs, so the row's channel order
   is ``bgr`` and ``conv1_1`` is flipped to take RGB.
-- :func:`map_mobilenet_v2`: by name; ``Conv_1``, ``Conv_1_bn`` (not part of
-  DeepLab's encoder) and ``predictions`` unused.
+- :func:`map_by_name` (MobileNetV2): by name; the row's ``unused`` layers
+  (``Conv_1``, ``Conv_1_bn``, not part of DeepLab's encoder, and
+  ``predictions``) left out.
 - :func:`map_xception`: by name; the unnamed residual convolutions and their
   BatchNorms (``conv2d``, ``conv2d_1`` ... in file order) become
-  ``block{2,3,4,13}_residual_conv``/``_bn``; ``predictions`` unused.
+  ``block{2,3,4,13}_residual_conv``/``_bn``.
+
+Each leaves out the row's ``unused`` layers (by default ``predictions``).
 """
 
+import collections
 import re
 
 import numpy as np
 
-from fcn_tf.preprocessing import VGG_MEAN_RGB, Preprocessing
+from fcn_tf.backbones import BACKBONE_TABLE, IMAGENET, told_by_layers
+from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.weights.assign import FileWeights, model_layers
-from fcn_tf.weights.errors import WeightsError
+from fcn_tf.weights import WeightsError
 from fcn_tf.weights.limits import ReadBudget
 
 XCEPTION_RESIDUAL_BLOCKS = (2, 3, 4, 13)
@@ -43,40 +51,32 @@ UNNAMED_CONV = re.compile(r"^conv2d(_\d+)?$")
 UNNAMED_BN = re.compile(r"^batch_normalization(_\d+)?$")
 VGG_BLOCK_CONV = re.compile(r"^block(\d+)_conv(\d+)$")
 
-# Which of the model's layers each architecture's file must cover.
-BACKBONE_LAYERS = {
-    "vgg16": re.compile(r"^conv\d+_\d+$"),
-    "vgg19": re.compile(r"^conv\d+_\d+$"),
-    "mobilenet_v2": re.compile(r"^(Conv1|bn_Conv1|expanded_conv_\w+|block_\d+_\w+)$"),
-    "xception": re.compile(r"^block\d+_\w+$"),
-}
-FIRST_LAYER = {
-    "vgg16": "conv1_1", "vgg19": "conv1_1",
-    "mobilenet_v2": "Conv1", "xception": "block1_conv1",
-}
-CHANNEL_ORDER = {"vgg16": "bgr", "vgg19": "bgr", "mobilenet_v2": "rgb", "xception": "rgb"}
-# The Dense layers a Keras 3 file has when saved with include_top=True.
-TOP_DENSE = {
-    "vgg16": ("fc1", "fc2", "predictions"),
-    "vgg19": ("fc1", "fc2", "predictions"),
-    "mobilenet_v2": ("predictions",),
-    "xception": ("predictions",),
-}
+
+def _applications():
+    """``{keras.applications name: backbone}``, e.g. ``{"VGG16": "vgg16"}``."""
+    return {weights.application[0]: name for name, weights in IMAGENET.items()}
+
+
+def _supported():
+    return ", ".join(_applications())
+
+
 HINT = (
-    "Check that the file is the keras.applications network of the model's backbone "
-    "(VGG16/VGG19 for fcn*/fcn_deconv at width_multiplier=1.0, MobileNetV2 alpha=1.0 "
-    "or Xception for deeplabv3plus)."
+    "Check that the file is the keras.applications network of the model's backbone, "
+    f"at full width ({', '.join(f'{app} for {name}' for app, name in _applications().items())}; "
+    "VGG at width_multiplier=1.0, MobileNetV2 alpha=1.0)."
 )
 
 
 # ---------------------------------------------------------------- mappings
 
 
-def map_vgg(entries):
+def map_vgg(entries, skipped):
     """keras.applications VGG ``{name: arrays}`` to ``(arrays, sources, unused)``.
 
     Renames ``block{b}_conv{i}`` to ``conv{b}_{i}``; reshapes Dense ``fc1`` to
-    a 7x7 convolution kernel ``fc6`` and ``fc2`` to a 1x1 ``fc7``.
+    a 7x7 convolution kernel ``fc6`` and ``fc2`` to a 1x1 ``fc7``; leaves out
+    the ``skipped`` layers (``{name: reason}``).
     """
     arrays, sources, unused = {}, {}, {}
     for name, values in entries.items():
@@ -96,30 +96,26 @@ def map_vgg(entries):
             channels = kernel.shape[0] // (size * size)
             arrays[target] = [kernel.reshape(size, size, channels, kernel.shape[1]), bias]
             sources[target] = name
-        elif name == "predictions":
-            unused[name] = "ImageNet classifier (1000 classes): not used for segmentation"
+        elif name in skipped:
+            unused[name] = skipped[name]
         else:
             arrays[name], sources[name] = list(values), name
     return arrays, sources, unused
 
 
-def map_mobilenet_v2(entries):
-    """keras.applications MobileNetV2: by name; ``Conv_1``/``Conv_1_bn``/``predictions`` unused."""
-    skipped = {
-        "Conv_1": "the final 1x1 convolution to 1280 channels is not part of DeepLab's encoder",
-        "Conv_1_bn": "the BatchNorm of Conv_1, not part of DeepLab's encoder",
-        "predictions": "ImageNet classifier (1000 classes): not used for segmentation",
-    }
+def map_by_name(entries, skipped):
+    """Each file layer onto the model's layer of that name, but ``skipped`` (``{name: reason}``)."""
     arrays = {n: list(v) for n, v in entries.items() if n not in skipped}
     unused = {n: reason for n, reason in skipped.items() if n in entries}
     return arrays, {n: n for n in arrays}, unused
 
 
-def map_xception(entries):
+def map_xception(entries, skipped):
     """keras.applications Xception: by name, plus the unnamed residual convs in order.
 
     The four unnamed ``Conv2D``/``BatchNormalization`` layers, in file order,
-    are the residual branches of blocks 2, 3, 4 and 13.
+    are the residual branches of blocks 2, 3, 4 and 13; the ``skipped``
+    layers (``{name: reason}``) are left out.
     """
     arrays, sources, unused = {}, {}, {}
     convs = [n for n in entries if UNNAMED_CONV.match(n)]
@@ -137,17 +133,17 @@ def map_xception(entries):
     for name, values in entries.items():
         if name in convs or name in norms:
             continue
-        if name == "predictions":
-            unused[name] = "ImageNet classifier (1000 classes): not used for segmentation"
+        if name in skipped:
+            unused[name] = skipped[name]
         else:
             arrays[name], sources[name] = list(values), name
     return arrays, sources, unused
 
 
+# How a file's layers map onto the model's: the ``mapping`` of an ImagenetWeights row.
 MAPPINGS = {
-    "vgg16": map_vgg,
-    "vgg19": map_vgg,
-    "mobilenet_v2": map_mobilenet_v2,
+    "by_name": map_by_name,
+    "vgg": map_vgg,
     "xception": map_xception,
 }
 
@@ -155,16 +151,17 @@ MAPPINGS = {
 
 
 def architecture_of(names):
-    """Recognise the keras.applications network from its (legacy) layer names."""
-    names = set(names)
-    if "block14_sepconv2" in names:
-        return "xception"
-    if "Conv1" in names and "block_16_project" in names:
-        return "mobilenet_v2"
-    if "block5_conv4" in names:
-        return "vgg19"
-    if "block5_conv3" in names:
-        return "vgg16"
+    """The backbone whose keras.applications network has these (legacy) layer names, or ``None``."""
+    return told_by_layers(names, {name: w.file_layers for name, w in IMAGENET.items()})
+
+
+def _keras3_architecture(keys):
+    """The backbone whose ``keras3_counts`` a Keras 3 file's weighted layers match, or ``None``."""
+    counts = collections.Counter(re.sub(r"_\d+$", "", key) for key in keys)
+    counts.pop("dense", None)  # the top's, when saved with include_top=True
+    for name, weights in IMAGENET.items():
+        if counts == {_snake_case(cls): n for cls, n in weights.keras3_counts.items()}:
+            return name
     return None
 
 
@@ -208,18 +205,12 @@ def _class_order_keys(model):
     return keys
 
 
-def _reference_model(architecture):
+def reference_model(architecture):
+    """The backbone's keras.applications network, without weights and without the top."""
     import keras
 
-    build = {
-        "vgg16": lambda: keras.applications.VGG16(weights=None, include_top=False),
-        "vgg19": lambda: keras.applications.VGG19(weights=None, include_top=False),
-        "mobilenet_v2": lambda: keras.applications.MobileNetV2(
-            weights=None, include_top=False, input_shape=(224, 224, 3)
-        ),
-        "xception": lambda: keras.applications.Xception(weights=None, include_top=False),
-    }
-    return build[architecture]()
+    application, options = IMAGENET[architecture].application
+    return getattr(keras.applications, application)(weights=None, include_top=False, **options)
 
 
 def read_keras3(path, root, budget):
@@ -229,27 +220,18 @@ def read_keras3(path, root, budget):
         if "vars" in group and len(group["vars"]):
             variables = group["vars"]
             groups[key] = [_array(variables[i], budget) for i in sorted(variables, key=int)]
-    if any(k.startswith("separable_conv2d") for k in groups):
-        architecture = "xception"
-    elif any(k.startswith("depthwise_conv2d") for k in groups):
-        architecture = "mobilenet_v2"
-    elif all(re.match(r"^(conv2d|dense)(_\d+)?$", k) for k in groups):
-        # keras.applications VGG: plain Conv2D (and Dense) layers only, 13 or 16 of them.
-        convs = sum(1 for k in groups if k.startswith("conv2d"))
-        architecture = {13: "vgg16", 16: "vgg19"}.get(convs)
-    else:
-        architecture = None
+    architecture = _keras3_architecture(groups)
     if architecture is None:
         raise WeightsError(
             f"{path}: a Keras 3 weights file of a network this loader does not know "
             f"(weighted layers: {', '.join(sorted(groups)[:8])} ...). Supported: "
-            "keras.applications VGG16, VGG19, MobileNetV2, Xception. For weights of "
+            f"keras.applications {_supported()}. For weights of "
             "this package's own models, save and load a .keras checkpoint instead."
         )
-    keys = _class_order_keys(_reference_model(architecture))
+    keys = _class_order_keys(reference_model(architecture))
     dense = [k for k in groups if re.match(r"^dense(_\d+)?$", k)]
     dense.sort(key=lambda k: int(k.rsplit("_", 1)[1]) if "_" in k else 0)
-    for key, name in zip(dense, TOP_DENSE[architecture]):
+    for key, name in zip(dense, IMAGENET[architecture].top_dense):
         keys[key] = name
     unknown = sorted(k for k in groups if k not in keys)
     if unknown:
@@ -287,33 +269,29 @@ def read(path, model):
             )
     if architecture is None:
         raise WeightsError(
-            f"{path}: not a keras.applications VGG16, VGG19, MobileNetV2 or Xception "
-            f"file (layers: {', '.join(list(entries)[:8])} ...)."
+            f"{path}: not a keras.applications {_supported()} file "
+            f"(layers: {', '.join(list(entries)[:8])} ...)."
         )
+    weights = IMAGENET[architecture]
     try:
-        arrays, sources, unused = MAPPINGS[architecture](entries)
+        arrays, sources, unused = MAPPINGS[weights.mapping](entries, weights.unused)
     except ValueError as error:
         raise WeightsError(f"{path}: {error}. {HINT}") from error
-    pattern = BACKBONE_LAYERS[architecture]
+    pattern = re.compile(weights.layers)
     required = tuple(n for n in model_layers(model) if pattern.match(n))
     if not required:
         raise WeightsError(
             f"{path}: a keras.applications {architecture} file, but model "
             f"'{model.name}' has no {architecture} layers. {HINT}"
         )
-    preprocessing = (
-        Preprocessing(mean=VGG_MEAN_RGB, std=(1.0, 1.0, 1.0))
-        if architecture.startswith("vgg")
-        else Preprocessing.preset("inception")
-    )
     return FileWeights(
         arrays=arrays,
         sources=sources,
         required=required,
         optional=frozenset({"fc6", "fc7"}),
         unused=unused,
-        preprocessing=preprocessing,
-        first_layer=FIRST_LAYER[architecture],
-        channel_order=CHANNEL_ORDER[architecture],
+        preprocessing=Preprocessing.preset(BACKBONE_TABLE[architecture].preprocessing),
+        first_layer=weights.first_layer,
+        channel_order=weights.channel_order,
         hint=HINT,
     )
