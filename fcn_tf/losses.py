@@ -6,6 +6,11 @@ for a single binary logit). Every loss averages over the valid pixels of the
 batch; with class weights, cross-entropy is ``sum(w_y * ce) / sum(w_y)`` as in
 PyTorch's ``CrossEntropyLoss(weight=...)``.
 
+Each loss the run config may name is registered once, at the end of this
+module, with its parameters (:func:`register_loss`): the config's choices of
+``train.loss.terms[].name`` and its ``train.loss`` parameter keys
+(``focal_gamma``, ``bootstrap_fraction``) are read from :data:`LOSSES`.
+
 Example:
     >>> import numpy as np
     >>> loss = SegmentationCrossEntropy(ignore_label=255)
