@@ -366,3 +366,70 @@ def test_camera_keys_parsed():
     config = parse_data_config({"augment": {**CAMERA_ON, "blur_sigma": 2.0}})
     assert (config.augment.channel_shift, config.augment.gamma, config.augment.blur,
             config.augment.blur_sigma, config.augment.noise) == (0.1, 0.5, 1.0, 2.0, 10.0)
+
+
+def _crops_hitting(class_crop, seeds=range(120)):
+    """Share of 12x16 crops at scale 2 of a 48x64 mask that hold the one class-3 pixel block."""
+    mask = np.zeros((48, 64), np.uint8)
+    mask[20:22, 30:32] = 3
+    image, mask = tf.zeros((48, 64, 3), tf.uint8), tf.constant(mask)
+    augment = AugmentConfig(scale=(2.0, 2.0), flip=False, class_crop=class_crop,
+                            class_crop_classes=[3, 5], **NO_PHOTO)
+    crop = tf.function(lambda s: augment_example(image, mask, s, augment=augment, crop_size=(12, 16),
+                                                 preprocessing=PREPROCESSING, ignore_label=IGNORE))
+    masks = [crop(tf.constant([seed, 3]))[1].numpy() for seed in seeds]
+    return np.mean([np.any(m == 3) for m in masks]), masks
+
+
+def test_class_crop_centres_crops_on_the_listed_classes():
+    off, _ = _crops_hitting(0.0)
+    half, _ = _crops_hitting(0.5)
+    always, masks = _crops_hitting(1.0)
+    assert off < 0.1 and 0.3 < half < 0.7 and always == 1.0
+    # The chosen pixel lands in the middle half of the 6x8 source window (scaled 2x into
+    # the crop), so the block's first pixel is in crop rows 2-9 and columns 2-13.
+    rows, cols = zip(*[np.argwhere(m == 3)[0] for m in masks])
+    assert 2 <= min(rows) and max(rows) <= 9 and 2 <= min(cols) and max(cols) <= 13
+    assert len(set(rows)) > 1 and len(set(cols)) > 1  # jittered, not always the centre
+    # Seeded: the same seeds give the same crops.
+    assert all(np.array_equal(a, b) for a, b in zip(masks, _crops_hitting(1.0)[1]))
+
+
+def test_class_crop_keeps_image_and_mask_aligned(blocky_config):
+    augment = AugmentConfig(scale=(1.0, 2.0), flip=True, class_crop=1.0,
+                            class_crop_classes=[1, 4], **NO_PHOTO)
+    batches = _batches(blocky_config, augment)
+    images = np.concatenate([b[0] for b in batches])
+    masks = np.concatenate([b[1] for b in batches])
+    red = np.round(images[..., 0] + MEAN[0])
+    checked = (masks != IGNORE) & _locally_constant(red)
+    assert checked.sum() > 0.25 * (masks != IGNORE).sum()
+    np.testing.assert_array_equal(masks[checked], red[checked] // STEP)
+
+
+def test_class_crop_without_listed_classes_is_the_random_crop():
+    """An image holding none of the classes gets exactly the crop class_crop 0 gives."""
+    image = np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)
+    mask = np.zeros((48, 64), np.uint8)
+    crops = []
+    for class_crop in (0.0, 1.0):
+        augment = AugmentConfig(scale=(1.5, 1.5), class_crop=class_crop, class_crop_classes=[2],
+                                **NO_PHOTO)
+        crops.append(augment_example(image, mask, tf.constant([5, 6]), augment=augment,
+                                     crop_size=(16, 16), preprocessing=PREPROCESSING,
+                                     ignore_label=IGNORE)[0].numpy())
+    np.testing.assert_array_equal(crops[0], crops[1])
+
+
+@pytest.mark.parametrize("augment, expected", [
+    ({"class_crop": 0.5}, r"data.augment.class_crop is 0.5 but class_crop_classes is empty"),
+    ({"class_crop": 0.5, "class_crop_classes": [1], "rotation": 10},
+     r"data.augment.class_crop \(0.5\) needs data.augment.rotation 0, received rotation 10"),
+    ({"class_crop": 1.5, "class_crop_classes": [1]}, r"data.augment.class_crop: must be <= 1.0"),
+    ({"class_crop": 0.5, "class_crop_classes": [1, 7]},
+     r"data.augment.class_crop_classes: expected class ids below num_classes \(7\), "
+     r"received \[7\]"),
+])
+def test_class_crop_settings_refused_with_the_fix(augment, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_data_config({"format": "folders", "root": ".", "num_classes": 7, "augment": augment})

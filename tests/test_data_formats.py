@@ -168,6 +168,31 @@ def test_split_prefixes_and_list_files_hold_out_whole_recordings(tmp_path, layou
         split_files(config, "nothing")
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_split_include_adds_the_files_of_other_splits(tmp_path, layout):
+    """``include`` trains on train + val without copying files; each file counted once."""
+    config, stems = _dataset_with_splits(tmp_path, layout, lambda stems, folders, root: {
+        "train": {**folders, "exclude_prefixes": stems[:3], "include": ["val", "val"]},
+        "val": {**folders, "prefixes": stems[1:3]},
+        "again": {**folders, "include": ["val"]}})
+    assert _names(config, "train") == stems[1:]
+    assert _names(config, "again") == stems  # its own files already hold val's: once each
+
+
+@pytest.mark.parametrize("include, expected", [
+    (["train"], r"data.splits.train.include: expected names of other splits in data.splits "
+                r"\(val\), received 'train'"),
+    (["test"], r"expected names of other splits in data.splits \(val\), received 'test'"),
+    (["val"], r"split 'val' has an include of its own \(\['train'\]\); includes do not chain"),
+])
+def test_split_include_refuses_itself_unknown_and_chained_splits(tmp_path, include, expected):
+    config, _ = _dataset_with_splits(tmp_path, "camvid", lambda stems, folders, root: {
+        "train": {**folders, "include": include},
+        "val": {**folders, **({"include": ["train"]} if include == ["val"] else {})}})
+    with pytest.raises(DatasetError, match=expected):
+        split_files(config, "train")
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_turns_images_and_masks_upright_everywhere(tmp_path, orientation):
     """Pillow readers and the TF pipeline both give what ImageOps.exif_transpose gives."""

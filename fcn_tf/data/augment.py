@@ -197,6 +197,35 @@ def _crop_or_pad(image, mask, crop_hw, seeds, ignore_label):
     return tf.cond(tf.reduce_any(tf.not_equal(takes, crop_hw)), pad, lambda: (image, mask))
 
 
+def _class_centred_start(mask, window, start, seed, augment):
+    """With probability ``class_crop``, a window start that centres a rare-class pixel.
+
+    One of ``class_crop_classes`` present in ``mask`` is drawn uniformly (so a
+    class with few pixels is as likely as one with many), then one of its
+    pixels; the window is placed with that pixel in its middle half, clipped
+    to the image. Images without those classes keep the random ``start``.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    classes = tf.constant(augment.class_crop_classes, mask.dtype)
+    present = tf.reduce_any(tf.equal(mask[..., None], classes), axis=[0, 1])
+    present_ids = tf.boolean_mask(classes, present)
+    count = tf.shape(present_ids)[0]
+    use = tf.logical_and(count > 0, _uniform(seeds[0], 0.0, 1.0) < augment.class_crop)
+
+    def centred():
+        chosen = present_ids[_randint(seeds[1], 0, count - 1)]
+        pixels = tf.where(tf.equal(mask, chosen))
+        pixel = tf.cast(pixels[_randint(seeds[2], 0, tf.shape(pixels)[0] - 1)], tf.int32)
+        placed = []
+        for a in range(2):
+            quarter = window[a] // 4
+            offset = window[a] // 2 + _randint(seeds[3 + a], -quarter, quarter)
+            placed.append(tf.clip_by_value(pixel[a] - offset, 0, tf.shape(mask)[a] - window[a]))
+        return placed
+
+    return tf.cond(use, centred, lambda: list(start))
+
+
 def _scale_crop(image, mask, seed, augment, crop_hw, ignore_label, colour):
     """Scale + crop (+ padding) without rotation; ``colour`` maps source pixels."""
     seeds = tf.random.experimental.stateless_split(seed, 5)
@@ -205,6 +234,9 @@ def _scale_crop(image, mask, seed, augment, crop_hw, ignore_label, colour):
     # The source window that covers the crop at scale s, at a random place.
     window = [tf.minimum(shape[a], tf.cast(tf.math.ceil(crop_hw[a] / s), tf.int32)) for a in range(2)]
     start = [_randint(seeds[1 + a], 0, shape[a] - window[a]) for a in range(2)]
+    if augment.class_crop > 0:
+        class_seed = tf.random.experimental.stateless_fold_in(seed, 7)
+        start = _class_centred_start(mask, window, start, class_seed, augment)
     out = [tf.maximum(1, tf.cast(tf.round(tf.cast(window[a], tf.float32) * s), tf.int32))
            for a in range(2)]
     region = image[start[0]:start[0] + window[0], start[1]:start[1] + window[1]]
@@ -363,6 +395,8 @@ class _NoAugment:
     flip = False
     elastic = 0.0
     elastic_grid = 3
+    class_crop = 0.0
+    class_crop_classes = ()
 
 
 _NO_AUGMENT = _NoAugment()

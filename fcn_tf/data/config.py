@@ -59,6 +59,10 @@ class SplitConfig:
     exclude_prefixes: typing.List[str] | None = _field(  # noqa: UP006
         help="leave out stems that start with one of these (the held-out recordings)"
     )
+    include: typing.List[str] | None = _field(  # noqa: UP006
+        help="also the files of these other splits, e.g. train: {include: [val]} trains the "
+             "final model on train + val once the recipe is chosen"
+    )
 
 
 @dataclasses.dataclass
@@ -95,6 +99,14 @@ class AugmentConfig:
                                help="blur: sigma drawn in [0.1, blur_sigma] pixels")
     noise: float = _field(0.0, min=0.0, max=50.0,
                           help="Gaussian noise: std drawn in [0, noise], pixel units (0 = off)")
+    # Thin and rare classes get few pixels of a random crop: centre some crops on them.
+    class_crop: float = _field(0.0, min=0.0, max=1.0,
+                               help="probability that a crop is centred on a pixel of one of "
+                                    "class_crop_classes present in the image (0 = off)")
+    class_crop_classes: typing.List[int] = _field(  # noqa: UP006
+        factory=list, min=0, max=254,
+        help="class ids class_crop centres on (one present class drawn uniformly, then one of "
+             "its pixels)")
 
     def __post_init__(self):
         if self.scale[0] > self.scale[1]:
@@ -102,6 +114,16 @@ class AugmentConfig:
                 f"data.augment.scale: expected [min, max] with min <= max, "
                 f"received {list(self.scale)}. Swap the two values."
             )
+        if self.class_crop > 0 and not self.class_crop_classes:
+            raise ConfigError(
+                f"data.augment.class_crop is {self.class_crop} but class_crop_classes is empty: "
+                "list the class ids to centre crops on (e.g. [2, 6, 7] for CamVid's pole, sign "
+                "and fence), or set class_crop to 0.")
+        if self.class_crop > 0 and self.rotation > 0:
+            raise ConfigError(
+                f"data.augment.class_crop ({self.class_crop}) needs data.augment.rotation 0, "
+                f"received rotation {self.rotation}: class-centred crops are drawn on the "
+                "scale-and-crop path only. Set one of them to 0.")
 
 
 @dataclasses.dataclass
@@ -180,6 +202,12 @@ class DataConfig:
             raise ConfigError(
                 f"data.num_classes: the binary mask encoding gives 2 classes, received {n}."
             )
+        wrong = [c for c in self.augment.class_crop_classes if c >= n]
+        if wrong:
+            raise ConfigError(
+                f"data.augment.class_crop_classes: expected class ids below num_classes ({n}), "
+                f"received {wrong}. Use the ids of data.class_names (0 = "
+                f"{self.class_names[0]!r}).")
         self.splits = dict(self.splits) if self.splits else None
 
     def to_dict(self):

@@ -99,7 +99,7 @@ def split_paths(config, split):
         return os.path.normpath(os.path.join(root, value)) if value else None
 
     return SplitConfig(resolve("images"), resolve("masks"), resolve("list"), given.stems,
-                       given.prefixes, given.exclude_prefixes)
+                       given.prefixes, given.exclude_prefixes, given.include)
 
 
 def _require_dir(path, what, split):
@@ -176,8 +176,41 @@ def _list_voc(split, paths):
 
 
 def list_split(config, split):
-    """All files of ``split`` as a :class:`SplitListing` (nothing is decoded)."""
+    """All files of ``split`` as a :class:`SplitListing` (nothing is decoded).
+
+    A split's ``include`` adds the files of other splits (each file once).
+    """
     paths = split_paths(config, split)
+    listing = _list_own(config, split, paths)
+    for other in _included(config, split, paths.include):
+        extra = _list_own(config, other, split_paths(config, other))
+        known = set(listing.pairs)
+        listing.pairs += [pair for pair in extra.pairs if pair not in known]
+        listing.pairs.sort(key=lambda pair: os.path.basename(pair[0]))
+        for name in ("images_without_masks", "masks_without_images", "duplicate_stems"):
+            getattr(listing, name).extend(getattr(extra, name))
+    return listing
+
+
+def _included(config, split, include):
+    """The names in ``data.splits.<split>.include``, checked (no self, chain or unknown split)."""
+    for other in include or ():
+        if other == split or not config.splits or other not in config.splits:
+            known = ", ".join(name for name in (config.splits or {}) if name != split) or "none"
+            raise DatasetError(
+                f"data.splits.{split}.include: expected names of other splits in data.splits "
+                f"({known}), received {other!r}. Add that split under data.splits or remove it "
+                "from include.")
+        if config.splits[other].include:
+            raise DatasetError(
+                f"data.splits.{split}.include: split {other!r} has an include of its own "
+                f"({config.splits[other].include}); includes do not chain. List every split "
+                f"in data.splits.{split}.include instead.")
+    return list(dict.fromkeys(include or ()))
+
+
+def _list_own(config, split, paths):
+    """The files of ``split``'s own folders / list (its ``include`` left aside)."""
     if config.format in ("voc", "voc_aug"):
         return _list_voc(split, paths)
     _require_dir(paths.images, "image", split)
