@@ -27,6 +27,10 @@ class ModelSpec:
     def default_backbone(self):
         return self.backbones[0]
 
+    def backbone_or_default(self, backbone):
+        """``backbone``, or this model's default backbone when it is ``None``."""
+        return self.default_backbone if backbone is None else backbone
+
     @property
     def options(self):
         """Keyword options the builder accepts besides ``num_classes``/``backbone``."""
@@ -98,7 +102,7 @@ def validate_model_arguments(name, num_classes, backbone=None, options=None):
     ``ValueError`` with the valid choices and the closest match otherwise.
     """
     spec = get_model_spec(name)
-    backbone = spec.default_backbone if backbone is None else backbone
+    backbone = spec.backbone_or_default(backbone)
     if backbone not in spec.backbones:
         message = unknown_name_message(f"backbone for {name!r}", backbone, spec.backbones)
         raise ValueError(message)

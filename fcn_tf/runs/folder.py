@@ -467,7 +467,7 @@ def resolve_preprocessing(checkpoint, model=None, config=None, channels=None):
         return stored.for_channels(channels or len(stored.mean)), path
     backbone = None
     if config is not None:
-        backbone = config.model.backbone or get_model_spec(config.model.name).default_backbone
+        backbone = get_model_spec(config.model.name).backbone_or_default(config.model.backbone)
     elif model is not None:
         backbone = backbone_of_model(model)
     if backbone is None:
