@@ -20,7 +20,7 @@ from fcn_tf.data import (
 from fcn_tf.inference import InferenceOptions
 from fcn_tf.losses import BINARY_LOSSES, build_loss
 from fcn_tf.metrics import MeanIoU, PixelAccuracy
-from fcn_tf.models import build_model, default_preprocessing, get_model_spec
+from fcn_tf.models import build_model, default_preprocessing
 from fcn_tf.models.registry import validate_model_arguments
 from fcn_tf.precision import gpu_devices
 from fcn_tf.runs import resolve_checkpoint
@@ -50,10 +50,6 @@ def output_channels(config):
     return config.data.num_classes
 
 
-def backbone_name(config):
-    return config.model.backbone or get_model_spec(config.model.name).default_backbone
-
-
 def preflight(config):
     """Checks that cost seconds, run before a run folder is made.
 
@@ -62,13 +58,16 @@ def preflight(config):
     validation, the final evaluation's) and the cheap dataset checks; each
     failure names the setting or file. What only fails at the end of a run
     must fail here, before hours of training.
+
+    Returns the backbone the model is built with (``model.backbone``, or the
+    model's default when it is null).
     """
     try:
         InferenceOptions.from_eval_config(config.eval)
     except ValueError as error:
         raise ConfigError(f"eval.{error}") from None
     try:
-        validate_model_arguments(
+        _, backbone = validate_model_arguments(
             config.model.name, output_channels(config), config.model.backbone, config.model.options
         )
     except ValueError as error:
@@ -91,6 +90,7 @@ def preflight(config):
     else:
         for split in splits:  # listing only: the split exists and its files pair up
             split_files(config.data, split)
+    return backbone
 
 
 def build_model_from_config(config):
@@ -116,13 +116,14 @@ def build_model_from_config(config):
         ) from error
 
 
-def initialise_weights(model, config):
+def initialise_weights(model, config, backbone):
     """Load ``model.weights`` and/or ``model.init_checkpoint``; return the preprocessing.
 
-    The preprocessing is the backbone's default unless the weights file
-    states its own (a MatConvNet ``.mat`` file stores its mean pixel).
+    The preprocessing is ``backbone``'s default (the name :func:`preflight`
+    returns) unless the weights file states its own (a MatConvNet ``.mat``
+    file stores its mean pixel).
     """
-    preprocessing = default_preprocessing(backbone_name(config), config.data.image_channels)
+    preprocessing = default_preprocessing(backbone, config.data.image_channels)
     if config.model.weights:
         loaded = load_weights(model, config.model.weights)
         if getattr(loaded, "preprocessing", None) is not None:
