@@ -186,6 +186,27 @@ def test_checkpoint_resolution_and_preprocessing_sources(tmp_path):
         load_for_inference(str(tmp_path / "weights.h5"))
 
 
+def test_load_for_inference_with_a_config_describes_and_checks_the_model_by_it(tmp_path):
+    import dataclasses
+
+    run_dir, config, model = make_run_folder(tmp_path)
+    renamed = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, class_names=("sky", "road", "car")))
+    loaded = load_for_inference(str(run_dir / "best.keras"), config=renamed)
+    assert loaded.info["class_names"] == ["sky", "road", "car"]
+    # Normalised images (what the data pipeline gives) go to the Keras model as they are.
+    images = np.random.default_rng(6).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    assert np.array_equal(loaded.normalised_logits(images), np.asarray(model(images)))
+    # Without the Keras model (an export), they are turned back into pixels first.
+    as_export = dataclasses.replace(loaded, keras_model=None)
+    assert np.abs(as_export.normalised_logits(images) - np.asarray(model(images))).max() < 1e-5
+    more = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, num_classes=5, class_names=tuple("abcde"),
+        colors=tuple((i, i, i) for i in range(5))))
+    with pytest.raises(ValueError, match="predicts 3 classes but the config's data.num_classes is 5"):
+        load_for_inference(str(run_dir), config=more)
+
+
 def test_sliding_window_logits_handles_images_smaller_than_the_window():
     image = np.random.default_rng(5).normal(size=(9, 11, 3)).astype(np.float32)
     out = sliding_window_logits(pointwise, image, InferenceOptions(window=(64, 64)))
