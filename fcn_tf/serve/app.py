@@ -376,34 +376,17 @@ def _model_error(error):
     return None
 
 
-def create_app(served, config=None):
-    """The Starlette application serving ``served`` (a :class:`~fcn_tf.serve.model.ServedModel`).
+class _Endpoints:
+    """The routes' endpoints, over one server's :class:`_State`."""
 
-    Args:
-        served: the loaded model.
-        config: a :class:`ServeConfig`; default limits when ``None``.
-    """
-    state = _State(served, config or ServeConfig())
+    def __init__(self, state):
+        self.state = state
+        self.served = state.served
 
-    async def models(request):
-        start = time.perf_counter()
+    async def models(self, request):
+        """``/v1/models/TARGET``: status, metadata or predict; every failure a JSON error."""
         try:
-            tail = _resolve_target(state, request.path_params["target"])
-            tail = tail.lower() if tail else tail
-            if tail in (None, "/metadata"):
-                if request.method != "GET":
-                    raise ApiError(405, f"{request.method} not allowed here; use GET, or POST "
-                                        f"to /v1/models/{served.name}:predict.")
-                body = (_status_body(state) if tail is None
-                        else metadata_body(served.name, served.version, served.signatures))
-                return JSONResponse(body)
-            if tail != ":predict":
-                raise ApiError(400, f"{tail[1:]!r} is not supported: this model has predict "
-                                    f"signatures only; POST to /v1/models/{served.name}:predict.")
-            if request.method != "POST":
-                raise ApiError(405, f"{request.method} not allowed for :predict; POST a JSON "
-                                    "body.")
-            return await _predict(state, request, start)
+            return await self._models(request, time.perf_counter())
         except ApiError as error:
             if error.status >= 500:
                 _log.warning("%s %s: %d %s", request.method, request.url.path, error.status,
@@ -417,72 +400,105 @@ def create_app(served, config=None):
             if api_error is not None:
                 return _error(api_error.status, api_error.message)
             _log.exception("predict failed")
-            return await internal_error(request, error)
+            return await self.internal_error(request, error)
 
-    async def models_root(request):
-        return _error(400, f"missing model name in the path: expected /v1/models/{served.name}"
-                           f" (status), /v1/models/{served.name}/metadata or POST "
-                           f"/v1/models/{served.name}:predict.")
+    async def _models(self, request, start):
+        served = self.served
+        tail = _resolve_target(self.state, request.path_params["target"])
+        tail = tail.lower() if tail else tail
+        if tail in (None, "/metadata"):
+            if request.method != "GET":
+                raise ApiError(405, f"{request.method} not allowed here; use GET, or POST "
+                                    f"to /v1/models/{served.name}:predict.")
+            body = (_status_body(self.state) if tail is None
+                    else metadata_body(served.name, served.version, served.signatures))
+            return JSONResponse(body)
+        if tail != ":predict":
+            raise ApiError(400, f"{tail[1:]!r} is not supported: this model has predict "
+                                f"signatures only; POST to /v1/models/{served.name}:predict.")
+        if request.method != "POST":
+            raise ApiError(405, f"{request.method} not allowed for :predict; POST a JSON body.")
+        return await _predict(self.state, request, start)
 
-    async def healthz(request):
+    async def models_root(self, request):
+        name = self.served.name
+        return _error(400, f"missing model name in the path: expected /v1/models/{name}"
+                           f" (status), /v1/models/{name}/metadata or POST "
+                           f"/v1/models/{name}:predict.")
+
+    async def healthz(self, request):
         return JSONResponse({"status": "alive"})
 
-    async def readyz(request):
-        if state.ready:
+    async def readyz(self, request):
+        if self.state.ready:
             return JSONResponse({"status": "ready"})
-        reason = state.warmup_error or "warming up"
+        reason = self.state.warmup_error or "warming up"
         return _error(503, f"not ready: {reason}")
 
-    async def metrics(request):
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+    async def metrics(self, request):
+        return Response(self.state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    async def info(request):
-        limits = dataclasses.asdict(state.config)
+    async def info(self, request):
+        served, limits = self.served, dataclasses.asdict(self.state.config)
         return JSONResponse({
             "model": served.name, "version": served.version,
             "architecture": served.metadata.get("model_name"),
             "backbone": served.metadata.get("backbone"),
             "class_names": served.class_names, "colors": served.colors,
             "predict_url": f"/v1/models/{served.name}:predict", "limits": limits,
-            "ready": state.ready})
+            "ready": self.state.ready})
 
-    async def page(request):
+    async def page(self, request):
         return FileResponse(os.path.join(STATIC_DIR, "index.html"))
 
-    async def http_error(request, error):
+    async def http_error(self, request, error):
         if error.status_code == 405:
             message = (f"{request.method} not allowed for {request.url.path}; see the routes "
                        "in docs/SERVING.md.")
         elif error.status_code == 404:
             message = (f"no such path {request.url.path}; the API is under "
-                       f"/v1/models/{served.name}, the page at /.")
+                       f"/v1/models/{self.served.name}, the page at /.")
         else:
             message = str(error.detail)
         return _error(error.status_code, message)
 
-    async def internal_error(request, error):
+    async def internal_error(self, request, error):
         return _error(500, f"internal error: {type(error).__name__}: {error}")
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
-        state.batcher.start()
-        warm = asyncio.create_task(state.warm_up())
+    async def lifespan(self, app):
+        self.state.batcher.start()
+        warm = asyncio.create_task(self.state.warm_up())
         yield
-        await state.batcher.stop()
+        await self.state.batcher.stop()
         warm.cancel()
 
-    routes = [
-        Route("/", page),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        Route("/info", info),
-        Route("/v1/models", models_root, methods=["GET", "POST", "PUT", "DELETE"]),
-        Route("/v1/models/{target:path}", models, methods=["GET", "POST", "PUT", "DELETE"]),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: internal_error})
+    def routes(self):
+        methods = ["GET", "POST", "PUT", "DELETE"]
+        return [
+            Route("/", self.page),
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+            Route("/info", self.info),
+            Route("/v1/models", self.models_root, methods=methods),
+            Route("/v1/models/{target:path}", self.models, methods=methods),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ]
+
+
+def create_app(served, config=None):
+    """The Starlette application serving ``served`` (a :class:`~fcn_tf.serve.model.ServedModel`).
+
+    Args:
+        served: the loaded model.
+        config: a :class:`ServeConfig`; default limits when ``None``.
+    """
+    state = _State(served, config or ServeConfig())
+    endpoints = _Endpoints(state)
+    app = Starlette(routes=endpoints.routes(), lifespan=endpoints.lifespan,
+                    exception_handlers={HTTPException: endpoints.http_error,
+                                        Exception: endpoints.internal_error})
     app.state.serve = state
     return _MetricsMiddleware(_HeadMiddleware(app), state.metrics)
 

@@ -73,39 +73,23 @@ def _check_finite(value, key):
 
 
 def _convert(value, tp, key, base_dir, is_path):
-    """Check ``value`` against the annotation ``tp``; return the converted value."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    """Check ``value`` against the annotation ``tp``; return the converted value.
+
+    ``key`` names the value in messages; ``base_dir`` and ``is_path`` resolve
+    a path string (:func:`_to_str`). Each kind of annotation has its own step.
+    """
     _check_finite(value, key)
+    origin = typing.get_origin(tp)
     if tp is typing.Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
-        for arg in args:
-            try:
-                return _convert(value, arg, key, base_dir, is_path)
-            except ConfigError as error:
-                errors.append(error)
-        others = [e for a, e in zip(args, errors) if a is not type(None)]
-        if value is not None and len(others) == 1:
-            raise others[0]  # "X or null" given a non-null value: X's own message
-        raise ConfigError(
-            f"{key}: expected {_type_name(tp)}, received {value!r} "
-            f"({type(value).__name__})."
-        )
+        return _convert_union(value, tp, key, base_dir, is_path)
     if tp is type(None):
         if value is None:
             return None
         raise ConfigError(f"{key}: expected null, received {value!r}.")
     if origin is typing.Literal:
-        if value in args:
-            return value
-        guess = closest(value, args) if isinstance(value, str) else None
-        hint = f" Did you mean {guess!r}?" if guess is not None else ""
-        raise ConfigError(
-            f"{key}: expected one of {', '.join(repr(a) for a in args)}, "
-            f"received {value!r}.{hint}"
-        )
+        return _convert_literal(value, tp, key)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(
@@ -114,64 +98,119 @@ def _convert(value, tp, key, base_dir, is_path):
             )
         return parse_section(tp, value, key, base_dir)
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(
-                f"{key}: expected a list ({_type_name(tp)}), received {value!r}."
-            )
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(
-                    f"{key}: expected a list of {len(args)} values, received {value!r}."
-                )
-            items = [
-                _convert(v, a, f"{key}[{i}]", base_dir, is_path)
-                for i, (v, a) in enumerate(zip(value, args))
-            ]
-        else:
-            item_tp = args[0] if args else typing.Any
-            items = [
-                _convert(v, item_tp, f"{key}[{i}]", base_dir, is_path)
-                for i, v in enumerate(value)
-            ]
-        return tuple(items) if origin is tuple else items
+        return _convert_sequence(value, tp, key, base_dir, is_path)
     if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected an object, received {value!r}.")
-        value_tp = args[1] if len(args) == 2 else typing.Any
-        return {
-            str(k): _convert(v, value_tp, f"{key}.{k}", base_dir, is_path)
-            for k, v in value.items()
-        }
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, received {value!r}.")
-    if tp is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, received {value!r}.")
-        if not -INT64 <= value < INT64:
-            raise ConfigError(f"{key}: {value} is too large for a 64-bit integer.")
-        return value
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, received {value!r}.")
+        return _convert_mapping(value, tp, key, base_dir, is_path)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, key)
     if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, received {value!r}.")
-        if is_path and not value.strip():
-            raise ConfigError(f"{key}: expected a path, received an empty string. Use null "
-                              "for none, or \".\" for the config file's folder.")
-        if is_path and "\0" in value:
-            raise ConfigError(f"{key}: a path cannot hold a NUL character, received {value!r}.")
-        if is_path and base_dir is not None:
-            value = os.path.normpath(
-                os.path.join(base_dir, os.path.expanduser(value))
-            )
-        return value
+        return _to_str(value, key, base_dir, is_path)
     raise TypeError(f"Unsupported config annotation {tp!r} for {key}.")
+
+
+def _convert_union(value, tp, key, base_dir, is_path):
+    """The first member of ``X | Y`` that accepts ``value``; else the clearest error."""
+    args = typing.get_args(tp)
+    errors = []
+    for arg in args:
+        try:
+            return _convert(value, arg, key, base_dir, is_path)
+        except ConfigError as error:
+            errors.append(error)
+    others = [e for a, e in zip(args, errors) if a is not type(None)]
+    if value is not None and len(others) == 1:
+        raise others[0]  # "X or null" given a non-null value: X's own message
+    raise ConfigError(
+        f"{key}: expected {_type_name(tp)}, received {value!r} "
+        f"({type(value).__name__})."
+    )
+
+
+def _convert_literal(value, tp, key):
+    args = typing.get_args(tp)
+    if value in args:
+        return value
+    guess = closest(value, args) if isinstance(value, str) else None
+    hint = f" Did you mean {guess!r}?" if guess is not None else ""
+    raise ConfigError(
+        f"{key}: expected one of {', '.join(repr(a) for a in args)}, "
+        f"received {value!r}.{hint}"
+    )
+
+
+def _convert_sequence(value, tp, key, base_dir, is_path):
+    """``list[X]``, ``tuple[X, ...]`` or a fixed ``tuple[X, Y]``, item by item."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(
+            f"{key}: expected a list ({_type_name(tp)}), received {value!r}."
+        )
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise ConfigError(
+                f"{key}: expected a list of {len(args)} values, received {value!r}."
+            )
+        item_types = args
+    else:
+        item_types = [args[0] if args else typing.Any] * len(value)
+    items = [
+        _convert(v, a, f"{key}[{i}]", base_dir, is_path)
+        for i, (v, a) in enumerate(zip(value, item_types))
+    ]
+    return tuple(items) if origin is tuple else items
+
+
+def _convert_mapping(value, tp, key, base_dir, is_path):
+    """``dict`` or ``dict[str, X]``: string keys, each value converted."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected an object, received {value!r}.")
+    args = typing.get_args(tp)
+    value_tp = args[1] if len(args) == 2 else typing.Any
+    return {
+        str(k): _convert(v, value_tp, f"{key}.{k}", base_dir, is_path)
+        for k, v in value.items()
+    }
+
+
+def _to_bool(value, key):
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}: expected true or false, received {value!r}.")
+
+
+def _to_int(value, key):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, received {value!r}.")
+    if not -INT64 <= value < INT64:
+        raise ConfigError(f"{key}: {value} is too large for a 64-bit integer.")
+    return value
+
+
+def _to_float(value, key):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{key}: expected a number, received {value!r}.")
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float}
+
+
+def _to_str(value, key, base_dir, is_path):
+    """A string; a path (``is_path``) is non-empty, NUL-free and resolved against ``base_dir``."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, received {value!r}.")
+    if is_path and not value.strip():
+        raise ConfigError(f"{key}: expected a path, received an empty string. Use null "
+                          "for none, or \".\" for the config file's folder.")
+    if is_path and "\0" in value:
+        raise ConfigError(f"{key}: a path cannot hold a NUL character, received {value!r}.")
+    if is_path and base_dir is not None:
+        value = os.path.normpath(
+            os.path.join(base_dir, os.path.expanduser(value))
+        )
+    return value
 
 
 def _check_bounds(value, meta, key):

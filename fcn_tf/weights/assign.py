@@ -125,66 +125,74 @@ def assign_weights(model, file_weights, path, *, strict=True):
     """
     layers = model_layers(model)
     hint = f" {file_weights.hint}" if file_weights.hint else ""
-    unused = dict(file_weights.unused)
-
-    unexpected = [n for n in file_weights.arrays if n not in layers]
-    for name in unexpected:
-        if name in file_weights.optional:
-            unused[_first(file_weights.sources.get(name, name))] = (
-                f"the model has no layer {name!r}"
-            )
-    unexpected = [n for n in unexpected if n not in file_weights.optional]
-    missing = [n for n in file_weights.required if n not in file_weights.arrays]
-    if strict and unexpected:
-        sources = [_first(file_weights.sources.get(n, n)) for n in unexpected]
-        raise WeightsError(
-            f"{path}: the file has layers this model '{model.name}' does not have: "
-            f"{_names(sources)}.{hint}"
-        )
-    if strict and missing:
-        raise WeightsError(
-            f"{path}: the file lacks layers this model '{model.name}' needs: "
-            f"{_names(missing)}.{hint}"
-        )
-    for name in unexpected:
-        unused[_first(file_weights.sources.get(name, name))] = (
-            f"the model has no layer {name!r}"
-        )
-
-    plan = []
-    for name, arrays in file_weights.arrays.items():
-        if name not in layers:
-            continue
-        variables = layers[name].weights
-        source = file_weights.sources.get(name, name)
-        labels = source if isinstance(source, (list, tuple)) else [source] * len(arrays)
-        if len(arrays) != len(variables):
-            raise WeightsError(
-                f"{path}: layer {name!r}: expected {len(variables)} arrays "
-                f"({', '.join(weight_label(v) for v in variables)}) for this model, "
-                f"received {len(arrays)} in the file ({_names(dict.fromkeys(labels))})."
-                f"{hint}"
-            )
-        layout = f" {file_weights.layout}" if file_weights.layout else ""
-        for variable, array, label in zip(variables, arrays, labels):
-            array = np.asarray(array)
-            where = f"layer {name!r}" if label == name else f"layer {name!r} (file: {label!r})"
-            expected = tuple(int(d) for d in variable.shape)
-            if tuple(array.shape) != expected:
-                raise WeightsError(
-                    f"{path}: {where} {weight_label(variable)}: expected shape "
-                    f"{expected} for this model, received {tuple(array.shape)} "
-                    f"in the file{layout}.{hint}"
-                )
-            if not np.all(np.isfinite(array)):
-                raise WeightsError(
-                    f"{path}: {where} {weight_label(variable)}: the file holds "
-                    "NaN or infinite values; the file is probably corrupt."
-                )
-            plan.append((variable, array))
-
+    unused = _check_names(model.name, layers, file_weights, path, strict, hint)
+    plan = [pair for name, arrays in file_weights.arrays.items() if name in layers
+            for pair in _checked_arrays(name, arrays, layers[name].weights, file_weights,
+                                        path, hint)]
     for variable, array in plan:
         variable.assign(array.astype(variable.dtype))
     loaded = tuple(n for n in layers if n in file_weights.arrays)
     untouched = tuple(n for n in layers if n not in file_weights.arrays)
     return loaded, untouched, unused
+
+
+def _check_names(model_name, layers, file_weights, path, strict, hint):
+    """``{file entry: reason}`` of what the model does not take; strict: raise for any.
+
+    Layers the file has and the model lacks are unused (an error when
+    ``strict`` unless the reader marked them optional); layers the format
+    requires and the file lacks are an error when ``strict``.
+    """
+    unused = dict(file_weights.unused)
+    absent = [n for n in file_weights.arrays if n not in layers]
+    unexpected = [n for n in absent if n not in file_weights.optional]
+    missing = [n for n in file_weights.required if n not in file_weights.arrays]
+    if strict and unexpected:
+        sources = [_first(file_weights.sources.get(n, n)) for n in unexpected]
+        raise WeightsError(
+            f"{path}: the file has layers this model '{model_name}' does not have: "
+            f"{_names(sources)}.{hint}"
+        )
+    if strict and missing:
+        raise WeightsError(
+            f"{path}: the file lacks layers this model '{model_name}' needs: "
+            f"{_names(missing)}.{hint}"
+        )
+    # Optional entries first, then the others (strict=False), as a reader lists them.
+    for name in [n for n in absent if n in file_weights.optional] + unexpected:
+        unused[_first(file_weights.sources.get(name, name))] = (
+            f"the model has no layer {name!r}"
+        )
+    return unused
+
+
+def _checked_arrays(name, arrays, variables, file_weights, path, hint):
+    """``[(variable, array)]`` of layer ``name``, after checking count, shapes and values."""
+    source = file_weights.sources.get(name, name)
+    labels = source if isinstance(source, (list, tuple)) else [source] * len(arrays)
+    if len(arrays) != len(variables):
+        raise WeightsError(
+            f"{path}: layer {name!r}: expected {len(variables)} arrays "
+            f"({', '.join(weight_label(v) for v in variables)}) for this model, "
+            f"received {len(arrays)} in the file ({_names(dict.fromkeys(labels))})."
+            f"{hint}"
+        )
+    layout = f" {file_weights.layout}" if file_weights.layout else ""
+    pairs = []
+    for variable, array, label in zip(variables, arrays, labels):
+        array = np.asarray(array)
+        where = f"layer {name!r}" if label == name else f"layer {name!r} (file: {label!r})"
+        expected = tuple(int(d) for d in variable.shape)
+        if tuple(array.shape) != expected:
+            raise WeightsError(
+                f"{path}: {where} {weight_label(variable)}: expected shape "
+                f"{expected} for this model, received {tuple(array.shape)} "
+                f"in the file{layout}.{hint}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise WeightsError(
+                f"{path}: {where} {weight_label(variable)}: the file holds "
+                "NaN or infinite values; the file is probably corrupt."
+            )
+        pairs.append((variable, array))
+    return pairs
