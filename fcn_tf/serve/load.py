@@ -212,16 +212,7 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature=SIGNATURE_BY
         warmup_seconds: how long the same clients run before the measured
             period (and before the "before" memory is read).
     """
-    host = urllib.parse.urlsplit(url).hostname
-    if host not in LOOPBACK:
-        raise ValueError(f"--url {url}: expected a server on this machine ({', '.join(LOOPBACK)})"
-                         f", received host {host!r}.")
-    if clients < 1 or seconds <= 0:
-        raise ValueError(f"--clients and --seconds: expected positive values, received "
-                         f"{clients} and {seconds}.")
-    if signature not in SIGNATURES:
-        raise ValueError(f"--signature: expected one of {', '.join(SIGNATURES)}, received "
-                         f"{signature!r}.")
+    _check_load(url, clients, seconds, signature)
     wait_ready(url)
     info = json.loads(_get(url, "/info")[1])
     path = f"/v1/models/{model or info['model']}:predict"
@@ -239,15 +230,39 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature=SIGNATURE_BY
     # The same clients for a while first, so "before" is the memory of a warm server.
     run_clients(url, path, body, clients, warmup_seconds, max_requests)
     before = server_metrics(url)
-    latencies, errors, first_error, elapsed, kinds = run_clients(url, path, body, clients,
-                                                                 seconds, max_requests)
+    measured = run_clients(url, path, body, clients, seconds, max_requests)
     after = server_metrics(url)
+    result.update(_summary(measured, before, after))
+    if "baseline_images_per_s" in result:
+        result["throughput_ratio"] = result["requests_per_s"] / result["baseline_images_per_s"]
+        result["batched_throughput_ratio"] = (result["requests_per_s"]
+                                              / result["baseline_batched_images_per_s"])
+    return result
+
+
+def _check_load(url, clients, seconds, signature):
+    """Refuse a server off this machine and impossible settings, naming the flag."""
+    host = urllib.parse.urlsplit(url).hostname
+    if host not in LOOPBACK:
+        raise ValueError(f"--url {url}: expected a server on this machine ({', '.join(LOOPBACK)})"
+                         f", received host {host!r}.")
+    if clients < 1 or seconds <= 0:
+        raise ValueError(f"--clients and --seconds: expected positive values, received "
+                         f"{clients} and {seconds}.")
+    if signature not in SIGNATURES:
+        raise ValueError(f"--signature: expected one of {', '.join(SIGNATURES)}, received "
+                         f"{signature!r}.")
+
+
+def _summary(measured, before, after):
+    """The figures of one :func:`run_clients` period and the server metrics around it."""
+    latencies, errors, first_error, elapsed, kinds = measured
     done = len(latencies)
     batches = images = 0
     if before and after:
         batches = after.get("fcn_tf_batch_size_count", 0) - before.get("fcn_tf_batch_size_count", 0)
         images = after.get("fcn_tf_batch_size_sum", 0) - before.get("fcn_tf_batch_size_sum", 0)
-    result.update({
+    summary = {
         "requests": done, "errors": errors, "first_error": first_error, "errors_by_kind": kinds,
         "server_answered_after": bool(after),
         "elapsed_s": elapsed, "requests_per_s": done / elapsed,
@@ -256,14 +271,10 @@ def run_load(url, clients=16, seconds=60.0, image=SAMPLE, signature=SIGNATURE_BY
         "mean_batch": images / batches if batches else float("nan"),
         "rss_before_mb": before.get("process_resident_memory_bytes", 0) / 2**20,
         "rss_after_mb": after.get("process_resident_memory_bytes", 0) / 2**20,
-    })
-    if result["rss_before_mb"] and result["rss_after_mb"]:
-        result["rss_growth"] = result["rss_after_mb"] / result["rss_before_mb"] - 1
-    if "baseline_images_per_s" in result:
-        result["throughput_ratio"] = result["requests_per_s"] / result["baseline_images_per_s"]
-        result["batched_throughput_ratio"] = (result["requests_per_s"]
-                                              / result["baseline_batched_images_per_s"])
-    return result
+    }
+    if summary["rss_before_mb"] and summary["rss_after_mb"]:
+        summary["rss_growth"] = summary["rss_after_mb"] / summary["rss_before_mb"] - 1
+    return summary
 
 
 def format_result(r):
