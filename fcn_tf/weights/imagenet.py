@@ -36,7 +36,7 @@ import urllib.error
 import urllib.request
 
 from fcn_tf.backbones import IMAGENET, IMAGENET_FILES, ImagenetFile, told_by_layers
-from fcn_tf.weights import WeightsError
+from fcn_tf.weights.errors import WeightsError
 
 # Where keras.applications downloads from. Tests point this at a server on 127.0.0.1.
 URL_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"

@@ -43,7 +43,7 @@ import numpy as np
 from fcn_tf.backbones import BACKBONE_TABLE, IMAGENET, told_by_layers
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.weights.assign import FileWeights, model_layers
-from fcn_tf.weights import WeightsError
+from fcn_tf.weights.errors import WeightsError
 from fcn_tf.weights.limits import ReadBudget
 
 XCEPTION_RESIDUAL_BLOCKS = (2, 3, 4, 13)
