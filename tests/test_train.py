@@ -1,6 +1,8 @@
 """``python -m fcn_tf.train``: run folders, resume after kill -9, divergence, config errors,
 finishing a run whose end failed."""
 
+import ast
+import inspect
 import json
 import os
 import signal
@@ -13,10 +15,11 @@ import numpy as np
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
 from fcn_tf.data.decode import read_mask_array
+from fcn_tf.models import get_model_spec
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.runs.files import RUN_MARKER
 from fcn_tf.train import main
-from fcn_tf.training import trainer
+from fcn_tf.training import setup, trainer
 from fcn_tf.training.trainer import _sample_batch
 from fcn_tf.utils.cli import progress_verbosity
 from train_fixtures import tiny_config, write_config
@@ -220,3 +223,28 @@ def test_a_failed_end_of_run_keeps_the_model_and_the_same_command_finishes_it(
     assert json.loads((run / "config.json").read_text())["eval"]["flip"] is True
     assert json.loads((run / "metrics.json").read_text())["mean_iou"] >= 0.0
     assert (run / RUN_MARKER).exists()
+
+
+def test_preflight_returns_the_backbone_the_model_is_built_with(tmp_path):
+    config = load_config(write_config(tmp_path, tiny_config(tmp_path)))
+    assert config.model.backbone is None
+    assert setup.preflight(config) == "unet_encoder"  # the model's default
+    deeplab = {"name": "deeplabv3plus", "backbone": "xception", "options": {}}
+    config = load_config(write_config(tmp_path, tiny_config(tmp_path, model=deeplab)))
+    assert setup.preflight(config) == "xception"
+    spec = get_model_spec("deeplabv3plus")
+    assert spec.backbone_or_default(None) == "mobilenet_v2" == spec.backbones[0]
+    assert spec.backbone_or_default("xception") == "xception"
+
+
+def test_no_trainer_function_takes_more_than_five_parameters():
+    """The trainer's state lives in TrainingSession, not in long parameter lists (issue 28)."""
+    wide = []
+    for module in (trainer, setup):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.FunctionDef):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args
+                         + node.args.kwonlyargs if a.arg not in ("self", "cls")]
+                if len(names) > 5:
+                    wide.append(f"{module.__name__}.{node.name}({', '.join(names)})")
+    assert wide == []
