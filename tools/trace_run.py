@@ -25,6 +25,10 @@ import sys
 import tempfile
 import threading
 
+import fcn_tf
+import fcn_tf.train
+from fcn_tf.data import ensure_builtin_dataset
+
 # The overrides that make the default run tiny; everything else is config.json's.
 TINY = [
     'model.options={"base_filters": 4, "depth": 2}',
@@ -114,10 +118,6 @@ def main(argv=None):
                         help="also print how often functions of this name were called "
                              "(e.g. get_model_spec); may be repeated")
     args = parser.parse_args(argv)
-
-    import fcn_tf
-    import fcn_tf.train
-    from fcn_tf.data import ensure_builtin_dataset
 
     package_dir = os.path.dirname(os.path.abspath(fcn_tf.__file__)) + os.sep
     with tempfile.TemporaryDirectory(prefix="trace_run-") as scratch:
