@@ -172,8 +172,12 @@ def _random_scale(seed, augment):
 
 
 def _gather_2d(tensor, rows, cols):
-    """tensor[rows][:, cols] for [H, W] (two contiguous row gathers: fast on CPU)."""
-    return tf.transpose(tf.gather(tf.transpose(tf.gather(tensor, rows)), cols))
+    """tensor[rows][:, cols] for [H, W].
+
+    Two gathers, no Transpose: for integers TensorFlow's oneDNN graph pass logs an
+    error line ("oneDNN supports DT_UINT8 only on platforms with AVX-512").
+    """
+    return tf.gather(tf.gather(tensor, rows), cols, axis=1)
 
 
 def _crop_or_pad(image, mask, crop_hw, seeds, ignore_label):

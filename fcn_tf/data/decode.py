@@ -235,8 +235,20 @@ def orient_tensor(image, orientation):
     flip_columns = tf.reduce_any(tf.equal(orientation, _FLIP_COLUMNS))
     image = tf.cond(flip_rows, lambda: tf.reverse(image, [0]), lambda: image)
     image = tf.cond(flip_columns, lambda: tf.reverse(image, [1]), lambda: image)
-    perm = [1, 0] + list(range(2, image.shape.rank))
-    return tf.cond(orientation >= 5, lambda: tf.transpose(image, perm), lambda: image)
+    return tf.cond(orientation >= 5, lambda: _swap_rows_and_columns(image), lambda: image)
+
+
+def _swap_rows_and_columns(tensor):
+    """``tensor`` ``[H, W, ...]`` as ``[W, H, ...]``, by one gather and no Transpose.
+
+    TensorFlow's oneDNN graph pass logs an error line for a Transpose of
+    integers ("oneDNN supports DT_UINT8 only on platforms with AVX-512"), and
+    Grappler turns a float one between two casts back into one of integers.
+    """
+    shape = tf.shape(tensor)
+    height, width = shape[0], shape[1]
+    pixels = tf.reshape(tensor, tf.concat([[height * width], shape[2:]], 0))
+    return tf.gather(pixels, tf.range(height)[None, :] * width + tf.range(width)[:, None])
 
 
 def label_lut(config):
