@@ -9,16 +9,15 @@ Example:
     True
 """
 
-import os as _os
-
 from fcn_tf.utils.lazy import lazy_exports as _lazy_exports
+from fcn_tf.utils.logs import quiet_tensorflow_for_tools as _quiet_tensorflow_for_tools
 
 __version__ = "0.1.0"
 
-# Quiet TensorFlow's C++ start-up log unless the user asked for it. Python runs
-# this file before any module of the package, so before any of them imports
-# TensorFlow.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `python -m fcn_tf.<tool>`: TensorFlow's C++ start-up notices stay out of the
+# log (fcn_tf.utils.logs). Python runs this file before any module of the
+# package, so before any of them imports TensorFlow.
+_quiet_tensorflow_for_tools()
 
 _EXPORTS = {
     "Preprocessing": "fcn_tf.preprocessing",

@@ -164,8 +164,9 @@ def _wrong_way(imports):
 # (fcn_tf.utils.lazy) its {name: module} table and PEP 562 functions. What
 # else a face may hold, and why:
 FACE_LOGIC_ALLOWED = {
-    # TensorFlow's C++ log level, set before any module of the package imports TensorFlow.
-    "fcn_tf": {"_os.environ.setdefault(...)"},
+    # python -m fcn_tf.<tool>: TensorFlow's C++ start-up notices dropped (fcn_tf.utils.logs),
+    # set up before any module of the package imports TensorFlow.
+    "fcn_tf": {"_quiet_tensorflow_for_tools(...)"},
 }
 # Faces that still hold logic, with the work that moves it out.
 FACES_NOT_YET_PURE = {

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from fcn_tf.runtimes import common
 from fcn_tf.runtimes.common import ArtifactRunner, artifact_file_name, require
+from fcn_tf.utils.logs import CONVERTER_NOTICES, notices_dropped
 
 PRECISIONS = ("float32", "float16", "int8", "int8_full")
 SIGNATURE = "serving_default"
@@ -80,7 +81,8 @@ def convert(model, from_rgb, precision="float32", size=None, representative=None
         if precision == "int8_full":
             samples = [np.asarray(image, np.uint8) for image in representative]
             converter.representative_dataset = lambda: ([sample] for sample in samples)
-        return converter.convert()
+        with notices_dropped(CONVERTER_NOTICES):  # "Ignored output_format." ...
+            return converter.convert()
 
 
 def load(path, num_threads=None):

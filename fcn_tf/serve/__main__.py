@@ -10,11 +10,11 @@ flight, then exits with status 0.
 
 import argparse
 import contextlib
-import logging
 import signal
 import sys
 
 from fcn_tf.utils.cli import report_error
+from fcn_tf.utils.logs import log_to_stderr
 
 DEFAULT_PORT = 8501  # TensorFlow Serving's REST port
 
@@ -113,7 +113,7 @@ def main(argv=None):
     from fcn_tf.serve.app import ServeConfig, connection_protocol, create_app
     from fcn_tf.serve.model import load_served_model
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_to_stderr()  # the package's loggers only: a root handler repeats TensorFlow's warnings
     try:
         config = ServeConfig(**{name: getattr(args, name) for name in _FLAGS})
     except ValueError as error:
