@@ -20,22 +20,12 @@ import typing
 from fcn_tf.utils.jsonc import load_jsonc
 from fcn_tf.utils.schema import ConfigError, parse_section, to_dict
 from fcn_tf.utils.schema import field as _field
-from fcn_tf.data import builtin, palette
+from fcn_tf.data import palette
+from fcn_tf.data.format_table import DATASET_FORMATS
 
-FORMATS = ("builtin", "voc", "voc_aug", "folders", "single_folder", "camvid")
+FORMATS = tuple(DATASET_FORMATS)  # data.format's choices: the rows of the format table
 MASK_ENCODINGS = ("ids", "palette", "rgb", "binary")
 
-# Format -> default mask encoding and number of classes (None: must be given).
-_FORMAT_DEFAULTS = {
-    "builtin": ("ids", len(builtin.CLASS_NAMES)),
-    "voc": ("palette", len(palette.VOC_CLASS_NAMES)),
-    "voc_aug": ("palette", len(palette.VOC_CLASS_NAMES)),
-    "folders": ("ids", None),
-    "single_folder": ("ids", None),
-    "camvid": ("ids", None),
-}
-
-BUILTIN_ROOT = os.path.join("data", "builtin")
 # Images and masks with more pixels are refused from their header, before decoding.
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
@@ -155,11 +145,12 @@ class DataConfig:
     deterministic: bool = _field(False, help="fixed element order (tests, debugging)")
 
     def __post_init__(self):
-        encoding, num_classes = _FORMAT_DEFAULTS[self.format]
+        layout = DATASET_FORMATS[self.format]
+        num_classes = layout.num_classes
         if self.mask_encoding is None:
-            self.mask_encoding = encoding
-        if self.root is None and self.format == "builtin":
-            self.root = BUILTIN_ROOT
+            self.mask_encoding = layout.mask_encoding
+        if self.root is None:
+            self.root = layout.root
         if self.root is None:
             raise ConfigError(
                 f"data.root: the {self.format!r} format needs the dataset folder, "
@@ -180,7 +171,7 @@ class DataConfig:
         n = self.num_classes
         if self.class_names is None:
             self.class_names = (
-                list(builtin.CLASS_NAMES) if self.format == "builtin"
+                list(layout.class_names) if layout.class_names is not None
                 else palette.default_class_names(n)
             )
         if self.colors is None:
@@ -218,8 +209,10 @@ class DataConfig:
 def parse_data_config(mapping, base_dir=None):
     """Build a :class:`DataConfig` from the "data" mapping of a config file."""
     mapping = dict(mapping or {})
-    if mapping.get("format", "builtin") == "builtin" and "root" not in mapping:
-        mapping["root"] = BUILTIN_ROOT  # resolved against the config's folder
+    name = mapping.get("format", "builtin")
+    layout = DATASET_FORMATS.get(name) if isinstance(name, str) else None
+    if layout is not None and layout.root is not None and "root" not in mapping:
+        mapping["root"] = layout.root  # resolved against the config's folder
     return parse_section(DataConfig, mapping, "data", base_dir)
 
 
