@@ -146,7 +146,6 @@ class DataConfig:
 
     def __post_init__(self):
         layout = DATASET_FORMATS[self.format]
-        num_classes = layout.num_classes
         if self.mask_encoding is None:
             self.mask_encoding = layout.mask_encoding
         if self.root is None:
@@ -157,6 +156,13 @@ class DataConfig:
                 "received nothing. Add \"root\": \"path/to/dataset\" (relative to "
                 "the config file)."
             )
+        self._fill_classes(layout)
+        self._check_labels()
+        self.splits = dict(self.splits) if self.splits else None
+
+    def _fill_classes(self, layout):
+        """``num_classes``, ``class_names`` and ``colors``: given, or the format's defaults."""
+        num_classes = layout.num_classes
         if self.num_classes is None:
             if self.class_names is not None:
                 num_classes = len(self.class_names)
@@ -183,6 +189,10 @@ class DataConfig:
                     f"{len(getattr(self, key))}. Give one entry per class."
                 )
         self.colors = [tuple(c) for c in self.colors]
+
+    def _check_labels(self):
+        """The ignore label, the binary encoding and class_crop_classes against num_classes."""
+        n = self.num_classes
         if self.ignore_label < n:
             raise ConfigError(
                 f"data.ignore_label: {self.ignore_label} is a class id (num_classes={n}). "
@@ -199,7 +209,6 @@ class DataConfig:
                 f"data.augment.class_crop_classes: expected class ids below num_classes ({n}), "
                 f"received {wrong}. Use the ids of data.class_names (0 = "
                 f"{self.class_names[0]!r}).")
-        self.splits = dict(self.splits) if self.splits else None
 
     def to_dict(self):
         """Plain JSON-able dict of the resolved config."""
