@@ -74,6 +74,10 @@ def main(argv=None):
     try:
         config = load_config(args.config, args.overrides)
         split = args.split or config.eval.split
+        if not split:
+            raise ConfigError(
+                "eval.split: the config names no split to score (null, as in a config whose "
+                "final model trains on train + val). Name one with --split, e.g. --split test.")
         scores, out_dir = evaluate_checkpoint(
             config, args.checkpoint, split, scales=args.scales, flip=args.flip,
             window=parse_window(args.window, config), overlap=args.overlap, out_dir=args.out,

@@ -131,3 +131,7 @@ def test_evaluate_cli_errors_name_the_problem(tmp_path, capsys):
     assert evaluate.main([str(run_dir / "config.json"), "--checkpoint", str(run_dir),
                           "--window", "big", "--quiet"]) == 2
     assert "--window: expected H W" in capsys.readouterr().err
+    # A config whose final model trains on train + val names no split to score.
+    assert evaluate.main([str(run_dir / "config.json"), "--checkpoint", str(run_dir),
+                          "--set", "eval.split=null", "--quiet"]) == 2
+    assert "eval.split: the config names no split to score" in capsys.readouterr().err

@@ -140,7 +140,8 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class EvalConfig:
-    split: str = _f("val", help="split evaluated at the end of training")
+    split: str | None = _f("val", help="split evaluated at the end of training (null: none, e.g. "
+                                       "when val is part of training)")
     scales: list[float] = _f(factory=lambda: [1.0], min=0.1, max=4.0, min_items=1,
                              help="test-time scales")
     flip: bool = _f(False, help="also average the horizontally flipped prediction")
