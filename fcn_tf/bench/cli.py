@@ -67,8 +67,23 @@ def _description():
 
 
 def parse_args(argv):
+    """The bench's arguments, checked (``parser.error`` exits with a message on a bad one)."""
     parser = argparse.ArgumentParser(prog="python -m fcn_tf.bench",
                                      description=_description())
+    _add_grid(parser)
+    _add_sections(parser)
+    _add_timing(parser)
+    _add_baseline(parser)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    args.serving_sizes = args.serving_sizes or [(224, 224), (240, 320), (360, 480), (512, 512)]
+    return args
+
+
+def _add_grid(parser):
+    """What is timed: models, sizes, batches, precisions and XLA settings."""
     parser.add_argument("--models", nargs="+", default=list(MODELS), metavar="MODEL",
                         help=f"any of {', '.join(MODELS)} (default: all)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 512],
@@ -86,6 +101,10 @@ def parse_args(argv):
     parser.add_argument("--train-max-pixels", type=int, default=4 * 512 * 512,
                         help="skip train steps whose batch x height x width is larger (memory: "
                              "FCN-8s and U-Net at 8 x 512 x 512 need over 24 GiB)")
+
+
+def _add_sections(parser):
+    """Which parts of the report run: inference, training, pipeline, serving, runtimes."""
     parser.add_argument("--no-savedmodel", dest="savedmodel", action="store_false",
                         help="skip the exported SavedModel's timings")
     parser.add_argument("--no-inference", action="store_true")
@@ -108,6 +127,10 @@ def parse_args(argv):
                              "rounds (--rounds)")
     parser.add_argument("--runtime-size", type=int, default=256, metavar="PIXELS",
                         help="image side for --runtimes (batch 1)")
+
+
+def _add_timing(parser):
+    """How each thing is timed, and where the results go."""
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (default: TensorFlow's, all cores)")
     parser.add_argument("--matmul-sizes", type=int, nargs="+", default=list(DEFAULT_MATMUL_SIZES),
@@ -118,6 +141,10 @@ def parse_args(argv):
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="keep timing (up to 10 x --steps calls) until this much time")
     parser.add_argument("--out", default="bench.json", help="JSON results (never overwritten)")
+
+
+def _add_baseline(parser):
+    """``--baseline``: PyTorch and fcn_tf side by side instead of the full benchmark."""
     parser.add_argument("--baseline", choices=["torch"],
                         help="instead of the full benchmark, time the same networks in PyTorch "
                              "and fcn_tf side by side (FCN-8s, U-Net, DeepLabV3+ MobileNetV2; "
@@ -127,20 +154,19 @@ def parse_args(argv):
     parser.add_argument("--baseline-size", type=int,
                         help="one square size for every --baseline row (default: each row's "
                              "own, as in docs/PERFORMANCE.md)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--result-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+
+
+def _check(parser, args):
+    """Exit through ``parser.error`` on an unknown model or a count below 1."""
     for name in args.models:
         if name not in MODELS:
             parser.error(unknown_name_message("--models", name, list(MODELS)))
-    args.serving_sizes = args.serving_sizes or [(224, 224), (240, 320), (360, 480), (512, 512)]
     for name, values in (("--steps", [args.steps]), ("--sizes", args.sizes),
                          ("--batches", args.batches), ("--train-sizes", args.train_sizes),
                          ("--train-batches", args.train_batches), ("--rounds", [args.rounds]),
                          ("--runtime-size", [args.runtime_size])):
         if min(values) < 1:
             parser.error(f"{name}: expected positive integers, received {values}.")
-    return args
 
 
 def main(argv=None):

@@ -410,68 +410,86 @@ def decode_image(path, channels, orientation=1):
 
 def make_mask_decoder(config):
     """A function ``(path, orientation=1)`` -> uint8 [H, W] upright tensor of class ids / ignore."""
-    encoding = config.mask_encoding
 
     def with_pillow(path):  # applies the file's orientation itself
         return _numpy_call(lambda p: read_mask_array(p.decode(), config), path, [None, None])
 
-    if encoding == "palette":
+    if config.mask_encoding == "palette":
         return lambda path, orientation=1: with_pillow(path)
-
-    if encoding == "rgb":
-        table_rows = color_table(config)
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(_color_keys([c for c, _ in table_rows]), tf.int64),
-                tf.constant([label for _, label in table_rows], tf.int64),
-            ),
-            default_value=config.ignore_label,
-        )
-
-    lut = tf.constant(label_lut(config))
-
-    def decode_tf(path):
-        channels = 3 if encoding == "rgb" else 0
-        raw = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-        if encoding == "rgb":
-            rgb = tf.cast(raw, tf.int64)
-            keys = (rgb[..., 0] * 65536) + (rgb[..., 1] * 256) + rgb[..., 2]
-            return tf.cast(table.lookup(keys), tf.uint8)
-        if encoding == "binary":
-            gray = tf.cond(tf.shape(raw)[-1] >= 3, lambda: tf.image.rgb_to_grayscale(raw[..., :3])[..., 0], lambda: raw[..., 0])
-            return tf.cast(gray >= 128, tf.uint8)
-        return tf.gather(lut, tf.cast(raw[..., 0], tf.int32))
-
-    def decode_ids(path):
-        # A 16-bit PNG is read as its stored values (decode_image would scale
-        # them to 8 bits: id 1 would become 0); values above 255 are refused.
-        contents = tf.io.read_file(path)
-        wide = tf.logical_and(tf.equal(tf.strings.substr(contents, 1, 3), "PNG"),
-                              tf.equal(tf.strings.substr(contents, 24, 1), "\x10"))
-
-        def values16():
-            raw = tf.cast(tf.io.decode_png(contents, channels=0, dtype=tf.uint16)[..., 0], tf.int32)
-            check = tf.debugging.Assert(tf.reduce_max(tf.concat([[0], tf.reshape(raw, [-1])], 0)) <= 255, [
-                "16-bit mask with values above 255 (class ids must be 0..255; run `python -m "
-                "fcn_tf.data verify`):", path])
-            with tf.control_dependencies([check]):
-                return tf.identity(raw)
-
-        def values8():
-            raw = tf.io.decode_image(contents, channels=0, expand_animations=False)
-            return tf.cast(raw[..., 0], tf.int32)
-
-        return tf.gather(lut, tf.cond(wide, values16, values8))
+    labels_of = _tf_mask_labels(config)
 
     def with_tf(path, orientation):
-        labels = decode_ids(path) if encoding == "ids" else decode_tf(path)
-        return tf.ensure_shape(orient_tensor(labels, orientation), [None, None])
+        return tf.ensure_shape(orient_tensor(labels_of(path), orientation), [None, None])
 
     def decode(path, orientation=1):
         is_tiff = tf.strings.regex_full_match(tf.strings.lower(path), _TIFF)
         return tf.cond(is_tiff, lambda: with_pillow(path), lambda: with_tf(path, orientation))
 
     return decode
+
+
+def _tf_mask_labels(config):
+    """``labels(path)`` -> uint8 [H, W] labels of a mask as stored, decoded by TensorFlow.
+
+    For the ``ids``, ``rgb`` and ``binary`` encodings; the tables are built
+    once, here.
+    """
+    if config.mask_encoding == "rgb":
+        rows = color_table(config)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(_color_keys([c for c, _ in rows]), tf.int64),
+                tf.constant([label for _, label in rows], tf.int64),
+            ),
+            default_value=config.ignore_label,
+        )
+        return lambda path: _rgb_labels(path, table)
+    if config.mask_encoding == "binary":
+        return _binary_labels
+    lut = tf.constant(label_lut(config))
+    return lambda path: tf.gather(lut, _id_values(path))
+
+
+def _rgb_labels(path, table):
+    """Each pixel's colour looked up in ``table`` (unknown colours: the ignore label)."""
+    raw = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    rgb = tf.cast(raw, tf.int64)
+    keys = (rgb[..., 0] * 65536) + (rgb[..., 1] * 256) + rgb[..., 2]
+    return tf.cast(table.lookup(keys), tf.uint8)
+
+
+def _binary_labels(path):
+    """1 where the (grey) mask is 128 or brighter, 0 elsewhere."""
+    raw = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    gray = tf.cond(tf.shape(raw)[-1] >= 3,
+                   lambda: tf.image.rgb_to_grayscale(raw[..., :3])[..., 0],
+                   lambda: raw[..., 0])
+    return tf.cast(gray >= 128, tf.uint8)
+
+
+def _id_values(path):
+    """int32 [H, W] values of an ids mask's first channel, 8- or 16-bit.
+
+    A 16-bit PNG is read as its stored values (decode_image would scale them
+    to 8 bits: id 1 would become 0); values above 255 are refused.
+    """
+    contents = tf.io.read_file(path)
+    wide = tf.logical_and(tf.equal(tf.strings.substr(contents, 1, 3), "PNG"),
+                          tf.equal(tf.strings.substr(contents, 24, 1), "\x10"))
+
+    def values16():
+        raw = tf.cast(tf.io.decode_png(contents, channels=0, dtype=tf.uint16)[..., 0], tf.int32)
+        check = tf.debugging.Assert(tf.reduce_max(tf.concat([[0], tf.reshape(raw, [-1])], 0)) <= 255, [
+            "16-bit mask with values above 255 (class ids must be 0..255; run `python -m "
+            "fcn_tf.data verify`):", path])
+        with tf.control_dependencies([check]):
+            return tf.identity(raw)
+
+    def values8():
+        raw = tf.io.decode_image(contents, channels=0, expand_animations=False)
+        return tf.cast(raw[..., 0], tf.int32)
+
+    return tf.cond(wide, values16, values8)
 
 
 def make_decoder(config):

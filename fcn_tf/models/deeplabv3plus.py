@@ -62,6 +62,11 @@ class Variant:
     aspp_dropout: float
     decoder_dropout: tuple
 
+    @property
+    def bn(self):
+        """The ASPP's and the decoder's BatchNorm settings, as keyword arguments."""
+        return {"bn_epsilon": self.bn_epsilon, "bn_momentum": self.bn_momentum}
+
 
 VARIANTS = {
     "default": Variant(
@@ -119,6 +124,23 @@ def build_deeplabv3plus(
         >>> import fcn_tf
         >>> model = fcn_tf.build_model("deeplabv3plus", 21, variant="bubbliiiing")  # doctest: +SKIP
     """
+    spec = _checked_variant(variant, backbone, output_stride)
+    inputs = model_inputs(input_channels, input_size)
+    features = get_backbone(backbone)(
+        inputs, output_stride=output_stride, **spec.backbone_options
+    )
+    low, high = features.require("P2", "P5", model="DeepLabV3+")
+    aspp_dropout = spec.aspp_dropout if dropout is None else dropout
+    x = aspp(high, ASPP_RATES[output_stride], aspp_filters, aspp_dropout, **spec.bn)
+    x = _decoder(x, low, spec, low_level_filters=low_level_filters,
+                 decoder_filters=decoder_filters)
+    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+    x = ResizeLike(align_corners=spec.align_corners, name="upsample_to_input")(x, inputs)
+    return keras.Model(inputs, logits_output(x), name=f"deeplabv3plus_{backbone}")
+
+
+def _checked_variant(variant, backbone, output_stride):
+    """The :class:`Variant` named ``variant``, once the arguments are known to fit it."""
     if output_stride not in ASPP_RATES:
         raise ValueError(
             f"DeepLabV3+ output_stride must be 16 or 8, received {output_stride!r}."
@@ -135,21 +157,21 @@ def build_deeplabv3plus(
             f"{', '.join(map(repr, spec.backbones))}, received {backbone!r}. "
             "Use variant='default' for other backbones."
         )
-    bn = {"bn_epsilon": spec.bn_epsilon, "bn_momentum": spec.bn_momentum}
-    inputs = model_inputs(input_channels, input_size)
-    features = get_backbone(backbone)(
-        inputs, output_stride=output_stride, **spec.backbone_options
-    )
-    low, high = features.require("P2", "P5", model="DeepLabV3+")
-    aspp_dropout = spec.aspp_dropout if dropout is None else dropout
-    x = aspp(high, ASPP_RATES[output_stride], aspp_filters, aspp_dropout, **bn)
-    low = conv_bn_relu(low, low_level_filters, 1, "decoder_low_level", **bn)
+    return spec
+
+
+def _decoder(x, low, spec, *, low_level_filters, decoder_filters):
+    """The decoder: ASPP output ``x`` upsampled to the stride-4 features ``low``, then fused.
+
+    ``low`` is projected to ``low_level_filters`` channels
+    (``decoder_low_level``), concatenated after ``x`` and passed through
+    ``decoder_conv1`` and ``decoder_conv2`` (each with the variant's dropout).
+    """
+    low = conv_bn_relu(low, low_level_filters, 1, "decoder_low_level", **spec.bn)
     x = ResizeLike(align_corners=spec.align_corners, name="decoder_upsample")(x, low)
     x = layers.Concatenate(name="decoder_concat")([x, low])
     for index, rate in enumerate(spec.decoder_dropout, start=1):
-        x = conv_bn_relu(x, decoder_filters, 3, f"decoder_conv{index}", **bn)
+        x = conv_bn_relu(x, decoder_filters, 3, f"decoder_conv{index}", **spec.bn)
         if rate:
             x = layers.Dropout(rate, name=f"decoder_dropout{index}")(x)
-    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-    x = ResizeLike(align_corners=spec.align_corners, name="upsample_to_input")(x, inputs)
-    return keras.Model(inputs, logits_output(x), name=f"deeplabv3plus_{backbone}")
+    return x

@@ -109,6 +109,27 @@ def build_unet(
         >>> [layer.name for layer in model.layers if layer.name.endswith("_pad")]
         ['dec1_pad', 'dec0_pad']
     """
+    _check_arguments(backbone, padding, variant, depth, input_size)
+    inputs = model_inputs(input_channels, input_size)
+    if padding == "valid" and input_size is not None:
+        for side in input_size:
+            if side is not None:
+                unet_valid_output_size(side, depth)
+    pad_input = padding == "same" and variant == "default"
+    x = PadToMultiple(2**depth, name="pad_to_multiple")(inputs) if pad_input else inputs
+    features = unet_encoder(
+        x, base_filters=base_filters, depth=depth, padding=padding, batch_norm=batch_norm
+    )
+    x = _expanding_path(features, base_filters=base_filters, depth=depth, padding=padding,
+                        batch_norm=batch_norm, variant=variant)
+    x = layers.Conv2D(num_classes, 1, name="head")(x)
+    if pad_input:
+        x = CropLike(0, name="crop_to_input")(x, inputs)
+    return keras.Model(inputs, logits_output(x), name="unet")
+
+
+def _check_arguments(backbone, padding, variant, depth, input_size):
+    """Refuse the arguments :func:`build_unet` cannot build, naming the fix."""
     if padding not in ("same", "valid"):
         raise ValueError(
             f"U-Net padding must be 'same' or 'valid', received {padding!r}."
@@ -134,16 +155,15 @@ def build_unet(
                 f"{2**depth} (every level halves them), received input_size={tuple(input_size)}. "
                 "Use variant='default', which pads any size, or a smaller depth."
             )
-    inputs = model_inputs(input_channels, input_size)
-    if padding == "valid" and input_size is not None:
-        for side in input_size:
-            if side is not None:
-                unet_valid_output_size(side, depth)
-    pad_input = padding == "same" and variant == "default"
-    x = PadToMultiple(2**depth, name="pad_to_multiple")(inputs) if pad_input else inputs
-    features = unet_encoder(
-        x, base_filters=base_filters, depth=depth, padding=padding, batch_norm=batch_norm
-    )
+
+
+def _expanding_path(features, *, base_filters, depth, padding, batch_norm, variant):
+    """The decoder: from ``P{depth}`` up to full resolution, one level per skip.
+
+    Each level ``dec{level}`` upsamples 2x, crops the skip (``"valid"``) or
+    pads the upsampled map (``"milesial"``), concatenates ``[skip, up]`` and
+    applies a double convolution.
+    """
     x = features[f"P{depth}"]
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
@@ -155,7 +175,4 @@ def build_unet(
             x = CenterPadLike(name=f"dec{level}_pad")(x, skip)
         x = layers.Concatenate(name=f"dec{level}_concat")([skip, x])
         x = double_conv(x, filters, f"dec{level}", padding, batch_norm)
-    x = layers.Conv2D(num_classes, 1, name="head")(x)
-    if pad_input:
-        x = CropLike(0, name="crop_to_input")(x, inputs)
-    return keras.Model(inputs, logits_output(x), name="unet")
+    return x
