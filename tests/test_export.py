@@ -21,14 +21,12 @@ import pytest
 from tensorflow.core.protobuf import saved_model_pb2
 
 import fcn_tf
-from fcn_tf.export import (
-    METADATA_FILE,
-    SIGNATURE_BYTES,
-    SIGNATURE_IMAGES,
-    export_checkpoint,
-)
+from fcn_tf import export
+from fcn_tf.exporting import export_checkpoint, remove_stale_temporaries
 from fcn_tf.models.folding import fold_batch_norm
-from fcn_tf.runtimes import load_artifact
+from fcn_tf.runs.files import METADATA_FILE
+from fcn_tf.runtimes import litert, load_artifact
+from fcn_tf.signatures import SIGNATURE_BYTES, SIGNATURE_IMAGES
 from model_cases import CASES
 
 SIZES = [(32, 48), (45, 37)]
@@ -37,6 +35,8 @@ NUM_CLASSES = 3
 EXTRA_CASES = [
     ("unet-gray", "unet", None, {"base_filters": 4, "depth": 3, "input_channels": 1}, 3),
     ("unet-binary", "unet", None, {"base_filters": 4, "depth": 3}, 1),
+    ("fpn-standardized", "fpn", None, {"widths": (4, 8, 8, 8), "blocks": (1, 1, 1, 1),
+                                       "decoder_filters": 8, "standardize_input": True}, 3),
 ]
 ALL_CASES = [(f"{n}-{b}", n, b, o, NUM_CLASSES) for n, b, o in CASES] + EXTRA_CASES
 IDS = [case[0] for case in ALL_CASES]
@@ -348,8 +348,6 @@ def test_export_from_a_run_folder_uses_its_config_and_preprocessing(tmp_path):
 
 def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path, monkeypatch,
                                                                       capsys):
-    import fcn_tf.export as export
-
     model = fcn_tf.build_model("unet", 2, base_filters=4, depth=2)
     checkpoint = tmp_path / "m.keras"
     model.save(checkpoint)
@@ -371,7 +369,7 @@ def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path
     (out / "keep.txt").unlink()
     out.rmdir()
     assert export.main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 0
-    monkeypatch.setattr(export.litert, "convert", broken)
+    monkeypatch.setattr(litert, "convert", broken)
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_checkpoint(str(checkpoint), str(out), overwrite=True, tflite=True)
     assert os.listdir(out.parent) == ["1"] and "model.tflite" not in os.listdir(out)  # untouched
@@ -387,8 +385,6 @@ def test_export_refuses_an_existing_folder_and_a_failure_leaves_nothing(tmp_path
 
 
 def test_overwrite_never_replaces_the_run_folder_or_a_folder_holding_the_source(tmp_path, capsys):
-    import fcn_tf.export as export
-
     from test_inference import make_run_folder
 
     run_dir, _, _ = make_run_folder(tmp_path)
@@ -407,8 +403,6 @@ def test_overwrite_never_replaces_the_run_folder_or_a_folder_holding_the_source(
 
 
 def test_stale_temporary_folders_of_a_killed_export_are_removed(tmp_path):
-    from fcn_tf.export import remove_stale_temporaries
-
     model = fcn_tf.build_model("unet", 2, base_filters=4, depth=2)
     model.save(tmp_path / "m.keras")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

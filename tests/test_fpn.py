@@ -6,6 +6,7 @@ import pytest
 
 import fcn_tf
 from fcn_tf.backbones import backbone_layers, get_backbone
+from fcn_tf.layers import ImageStandardize
 from fcn_tf.models.fpn import AdaptiveAveragePool
 
 
@@ -66,3 +67,33 @@ def test_fpn_backbone_layers_are_the_encoder():
 def test_fpn_rejects_other_backbones():
     with pytest.raises(ValueError, match="resnet_lite"):
         fcn_tf.build_model("fpn", 3, backbone="vgg16")
+
+
+def test_image_standardize_gives_each_image_and_channel_zero_mean_unit_variance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 7, 9, 3)) * [1.0, 5.0, 0.2] + [3.0, -2.0, 40.0]
+    got = np.asarray(ImageStandardize(epsilon=0.0)(x.astype("float32")), np.float64)
+    np.testing.assert_allclose(got.mean(axis=(1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(got.std(axis=(1, 2)), 1.0, atol=1e-4)
+    expected = (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # A flat image is mapped to zeros (epsilon keeps the division finite).
+    assert np.all(np.asarray(ImageStandardize()(np.full((1, 4, 4, 3), 7.0, "float32"))) == 0)
+
+
+def test_fpn_standardize_input_ignores_each_images_exposure_and_white_balance(tmp_path):
+    """A per-channel gain and offset of the image (another recording's exposure) changes
+    nothing the network sees; the layer is saved and reloaded with the model."""
+    model = fcn_tf.build_model("fpn", 3, widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1),
+                               decoder_filters=8, standardize_input=True)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 40, 56, 3)).astype("float32")
+    brighter = x * np.float32([1.6, 1.3, 0.8]) + np.float32([0.5, 0.2, -0.3])
+    reference = np.asarray(model(x))
+    np.testing.assert_allclose(np.asarray(model(brighter)), reference, atol=1e-3)
+    plain = fcn_tf.build_model("fpn", 3, widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1),
+                               decoder_filters=8)
+    assert np.abs(np.asarray(plain(brighter)) - np.asarray(plain(x))).max() > 1e-2
+    assert plain.count_params() == model.count_params()  # the layer has no weights
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(reloaded(x)), reference, atol=1e-6)

@@ -12,6 +12,7 @@ from fcn_tf.layers.im2col import Im2ColConv2D
 from fcn_tf.layers.initializers import BilinearUpsampling, bilinear_kernel
 from fcn_tf.layers.pad import CenterPadLike, PadToMultiple
 from fcn_tf.layers.resize import BroadcastLike, ResizeLike, resize_images
+from fcn_tf.layers.standardize import ImageStandardize
 
 __all__ = [
     "AtrousConv2D",
@@ -23,6 +24,7 @@ __all__ = [
     "CropLike",
     "DepthwiseConv2D",
     "Im2ColConv2D",
+    "ImageStandardize",
     "PadToMultiple",
     "ResizeLike",
     "bilinear_kernel",

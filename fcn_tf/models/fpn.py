@@ -20,7 +20,7 @@ import keras
 from keras import layers, ops
 
 from fcn_tf.backbones import get_backbone
-from fcn_tf.layers import ResizeLike
+from fcn_tf.layers import ImageStandardize, ResizeLike
 from fcn_tf.models.common import conv_bn_relu, logits_output, model_inputs
 
 POOL_BINS = (1, 2, 3, 6)
@@ -91,6 +91,7 @@ def build_fpn(
     widths=(32, 64, 128, 256),
     blocks=(2, 2, 2, 2),
     dropout=0.1,
+    standardize_input=False,
     input_channels=3,
     input_size=None,
 ):
@@ -102,13 +103,17 @@ def build_fpn(
         decoder_filters: channels of the pyramid pooling and FPN levels.
         widths, blocks: the backbone's stage channels and blocks per stage.
         dropout: before the classifier.
+        standardize_input: standardise each image per channel first
+            (:class:`~fcn_tf.layers.ImageStandardize`), so that its exposure
+            and white balance do not reach the network.
         input_channels: 1 for grayscale, 3 for RGB.
         input_size: optional fixed ``(height, width)``.
     """
     if backbone != "resnet_lite":
         raise ValueError(f"fpn supports only backbone 'resnet_lite', received {backbone!r}.")
     inputs = model_inputs(input_channels, input_size)
-    features = get_backbone(backbone)(inputs, widths=widths, blocks=blocks)
+    x = ImageStandardize(name="standardize_input")(inputs) if standardize_input else inputs
+    features = get_backbone(backbone)(x, widths=widths, blocks=blocks)
     levels = features.require("P2", "P3", "P4", "P5", model="fpn")
     top = pyramid_pooling(levels[-1], decoder_filters, "ppm")
     pyramid = {5: top}
