@@ -212,15 +212,18 @@ def main(argv=None):
         text += (f"\n\nMatmul at the end: float32 {end['matmul']['float32']['gflops']:.0f}, "
                  f"bfloat16 {end['matmul']['bfloat16']['gflops']:.0f} GFLOP/s "
                  f"(drift of the machine during the run); {report['seconds']:.0f} s in all")
-    print(text)
-    path = output_path(args.out)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    print(f"\nWrote {path}")
+    _print_and_write(text, report, args.out)
     failed = [m["model"] for m in report["models"] if "error" in m]
     return 1 if failed else 0
 
 
+def _print_and_write(text, report, out):
+    """Print the table and write the report as JSON beside earlier ones (never overwritten)."""
+    print(text)
+    path = output_path(out)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    print(f"\nWrote {path}")
 
 
 def compare(args, argv):
@@ -243,9 +246,5 @@ def compare(args, argv):
              + f"; {report['cores']} cores; {report['seconds']:.0f} s in all")
     for where, error in comparison["errors"].items():
         text += f"\nfailed: {where}: {error}"
-    print(text)
-    path = output_path(args.out)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    print(f"\nWrote {path}")
+    _print_and_write(text, report, args.out)
     return 1 if comparison["errors"] else 0
