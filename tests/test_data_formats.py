@@ -19,7 +19,7 @@ from data_fixtures import (
 )
 from fcn_tf.data import DatasetError, build_dataset, dataset_info, load_data_config, split_files
 from fcn_tf.data.decode import make_decoder, read_header, read_image_array, read_mask_array
-from fcn_tf.data.formats import split_paths
+from fcn_tf.data.formats import split_names, split_paths
 from fcn_tf.preprocessing import Preprocessing
 
 IDENTITY = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -180,9 +180,9 @@ def test_split_include_adds_the_files_of_other_splits(tmp_path, layout):
 
 
 @pytest.mark.parametrize("include, expected", [
-    (["train"], r"data.splits.train.include: expected names of other splits in data.splits "
-                r"\(val\), received 'train'"),
-    (["test"], r"expected names of other splits in data.splits \(val\), received 'test'"),
+    (["train"], r"data.splits.train.include: expected names of other splits \(val\), "
+                r"received 'train'"),
+    (["tset"], r"expected names of other splits \(val\), received 'tset'"),
     (["val"], r"split 'val' has an include of its own \(\['train'\]\); includes do not chain"),
 ])
 def test_split_include_refuses_itself_unknown_and_chained_splits(tmp_path, include, expected):
@@ -191,6 +191,24 @@ def test_split_include_refuses_itself_unknown_and_chained_splits(tmp_path, inclu
         "val": {**folders, **({"include": ["train"]} if include == ["val"] else {})}})
     with pytest.raises(DatasetError, match=expected):
         split_files(config, "train")
+
+
+def test_data_splits_add_to_the_formats_default_splits(tmp_path):
+    """``{"train": {"include": ["val"]}}`` alone keeps the format's val and test folders."""
+    path, written = make_dataset(tmp_path, "camvid", "ids",
+                                 counts={"train": 3, "val": 2, "test": 2})
+    document = json.loads(open(path).read())
+    document["data"]["splits"] = {"train": {"include": ["val"]}}
+    with open(path, "w") as f:
+        json.dump(document, f)
+    config = load_data_config(path)
+    assert split_names(config) == ["train", "val", "test"]
+    stems = {split: [s for s, _, _ in written[split]] for split in ("train", "val", "test")}
+    assert sorted(_names(config, "train")) == sorted(stems["train"] + stems["val"])
+    assert _names(config, "test") == stems["test"]
+    with pytest.raises(DatasetError, match=r"Split 'tset' is neither in data.splits nor one of "
+                                           r"the format's splits \(train, val, test\)"):
+        split_files(config, "tset")
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

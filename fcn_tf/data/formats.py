@@ -39,13 +39,20 @@ def _root(config):
     return config.root
 
 
+DEFAULT_SPLITS = ("train", "val", "test")
+
+
 def split_names(config):
-    """The configured splits: ``data.splits`` keys, or the format's defaults that exist."""
-    if config.splits:
-        return list(config.splits)
+    """``data.splits`` keys, then the format's default splits whose folders exist.
+
+    ``data.splits`` adds to and overrides the format's default splits, so a
+    config that only says ``"train": {"include": ["val"]}`` still has ``test``.
+    """
+    names = list(config.splits or ())
     root = _root(config)
-    names = []
-    for split in ("train", "val", "test"):
+    for split in DEFAULT_SPLITS:
+        if split in names:
+            continue
         paths = _default_folders(config, split)
         probe = paths.list if paths.list else paths.images
         if os.path.exists(os.path.join(root, probe)):
@@ -56,14 +63,13 @@ def split_names(config):
 def split_paths(config, split):
     """The split's :class:`SplitConfig` with absolute paths."""
     root = _root(config)
-    if config.splits:
-        if split not in config.splits:
+    given = (config.splits or {}).get(split)
+    if given is None:
+        if split not in DEFAULT_SPLITS:
             raise DatasetError(
-                f"Split {split!r} is not in data.splits. Available: "
-                f"{', '.join(sorted(config.splits))}. Add it under data.splits."
-            )
-        given = config.splits[split]
-    else:
+                f"Split {split!r} is neither in data.splits nor one of the format's splits "
+                f"({', '.join(DEFAULT_SPLITS)}). Available: {', '.join(split_names(config))}. "
+                "Add it under data.splits.")
         given = SplitConfig()
     default = _default_folders(config, split)
 
@@ -94,17 +100,18 @@ def list_split(config, split):
 
 def _included(config, split, include):
     """The names in ``data.splits.<split>.include``, checked (no self, chain or unknown split)."""
+    splits = config.splits or {}
     for other in include or ():
-        if other == split or not config.splits or other not in config.splits:
-            known = ", ".join(name for name in (config.splits or {}) if name != split) or "none"
+        if other == split or (other not in splits and other not in DEFAULT_SPLITS):
+            known = ", ".join(name for name in split_names(config) if name != split) or "none"
             raise DatasetError(
-                f"data.splits.{split}.include: expected names of other splits in data.splits "
-                f"({known}), received {other!r}. Add that split under data.splits or remove it "
-                "from include.")
-        if config.splits[other].include:
+                f"data.splits.{split}.include: expected names of other splits ({known}), "
+                f"received {other!r}. Add that split under data.splits or remove it from "
+                "include.")
+        if other in splits and splits[other].include:
             raise DatasetError(
                 f"data.splits.{split}.include: split {other!r} has an include of its own "
-                f"({config.splits[other].include}); includes do not chain. List every split "
+                f"({splits[other].include}); includes do not chain. List every split "
                 f"in data.splits.{split}.include instead.")
     return list(dict.fromkeys(include or ()))
 
