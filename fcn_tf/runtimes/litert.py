@@ -31,10 +31,11 @@ import tensorflow as tf
 
 from fcn_tf.runtimes import common
 from fcn_tf.runtimes.common import ArtifactRunner, artifact_file_name, require
+from fcn_tf.signatures import SIGNATURE_IMAGES
 from fcn_tf.utils.logs import CONVERTER_NOTICES, notices_dropped
 
 PRECISIONS = ("float32", "float16", "int8", "int8_full")
-SIGNATURE = "serving_default"
+SIGNATURE = SIGNATURE_IMAGES  # the file's one signature, named as the SavedModel's
 
 
 def file_name(precision):
