@@ -5,10 +5,19 @@ The VOC colour map is the bit-interleaving palette of the PASCAL VOC devkit
 and so on. Its first 21 entries colour the VOC classes; the same function also
 gives distinct colours for any other class count.
 
+:func:`class_ids_image` is the one picture of a class-id map that predict
+writes and the server sends: a palette PNG whose pixel values are the class
+ids and whose palette is the class colours.
+
 Example:
     >>> voc_colormap(3)
     [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
+    >>> class_ids_image([[0, 2]], voc_colormap(3)).getpixel((1, 0))
+    2
 """
+
+import numpy as np
+from PIL import Image
 
 VOC_CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus",
@@ -58,3 +67,19 @@ def default_class_names(num_classes):
     if num_classes == len(VOC_CLASS_NAMES):
         return list(VOC_CLASS_NAMES)
     return [f"class_{i}" for i in range(num_classes)]
+
+
+def class_ids_image(class_ids, colors):
+    """A PIL image of a ``[H, W]`` class-id map, to save as PNG.
+
+    Up to 256 classes: a palette image (pixel value = class id, palette = the
+    class colours, the rest of the 256 entries black). More classes: a
+    16-bit grayscale image of the ids.
+    """
+    if len(colors) > 256:
+        return Image.fromarray(np.asarray(class_ids, np.uint16))
+    image = Image.fromarray(np.asarray(class_ids, np.uint8), mode="P")
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(colors)] = np.asarray(colors, np.uint8)
+    image.putpalette(table.reshape(-1).tolist())
+    return image

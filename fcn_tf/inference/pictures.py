@@ -7,18 +7,18 @@ Example:
 
 import cv2
 import numpy as np
-from PIL import Image
 
+from fcn_tf.data.palette import class_ids_image
 from fcn_tf.visualize import overlay
 
 
 def save_class_png(path, classes, colors):
-    """A palette PNG: pixel values are class ids, the palette the class colours."""
-    image = Image.fromarray(np.asarray(classes, np.uint8), mode="P")
-    table = np.zeros((256, 3), np.uint8)
-    table[: len(colors)] = np.asarray(colors, np.uint8)
-    image.putpalette(table.reshape(-1).tolist())
-    image.save(path)
+    """A palette PNG: pixel values are class ids, the palette the class colours.
+
+    (:func:`fcn_tf.data.palette.class_ids_image`: beyond 256 classes, a
+    16-bit grayscale PNG of the ids.)
+    """
+    class_ids_image(classes, colors).save(path)
 
 
 def save_overlay(path, rgb, classes, class_names, colors, alpha=0.5):
