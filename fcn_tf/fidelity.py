@@ -31,14 +31,14 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_tf.data import build_dataset
-from fcn_tf.inference import load_for_inference
+from fcn_tf.inference.loading import load_for_inference, read_export_metadata
 from fcn_tf.metrics import confusion_matrix, scores_from_confusion
 from fcn_tf.outputs import logits_to_classes, logits_to_probabilities
 from fcn_tf.precision import model_precision, with_precision
 from fcn_tf.preprocessing import Preprocessing, rgb_to_luma
 from fcn_tf.runs import is_saved_model
-from fcn_tf.runs.files import METADATA_FILE, read_json
 from fcn_tf.runtimes import load_artifact
+from fcn_tf.signatures import SIGNATURE_IMAGES
 
 FIDELITY_FILE = "fidelity.json"
 # The default share of pixels an exported file may change before it is flagged.
@@ -71,7 +71,7 @@ def _keras_runners(checkpoint):
 
 
 def _saved_model_runner(export_dir):
-    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    signature = tf.saved_model.load(export_dir).signatures[SIGNATURE_IMAGES]
 
     def run(rgb):
         return {k: v.numpy() for k, v in signature(images=tf.constant(rgb)).items()}
@@ -93,11 +93,7 @@ def raw_rgb_batches(config, split):
 
 def runtimes_of(export_dir):
     """``[(name, runtime, precision, file or folder)]`` of everything an export folder holds."""
-    metadata = read_json(os.path.join(export_dir, METADATA_FILE))
-    if metadata is None:
-        raise FileNotFoundError(
-            f"export_dir {export_dir}: no {METADATA_FILE}; is this a folder written by "
-            "python -m fcn_tf.export?")
+    _, metadata = read_export_metadata(export_dir, f"export_dir {export_dir}")
     rows = [("saved_model", "tensorflow", metadata.get("precision", "float32"), export_dir)]
     for name, entry in sorted(metadata.get("artifacts", {}).items()):
         rows.append((name, entry["runtime"], entry["precision"], os.path.join(export_dir, name)))
@@ -106,6 +102,8 @@ def runtimes_of(export_dir):
 
 @dataclasses.dataclass
 class _Tally:
+    """What one runtime gave over the images so far, against the reference (the first runtime)."""
+
     num_classes: int
     confusion: np.ndarray = None
     changed: int = 0
@@ -117,13 +115,35 @@ class _Tally:
     def __post_init__(self):
         self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
 
+    def add(self, out, reference, mask, ignore_label):
+        """Count one image's outputs ``out`` against ``reference`` and the labels ``mask``."""
+        classes, probabilities = out
+        self.changed += int(np.count_nonzero(classes != reference[0]))
+        self.pixels += classes.size
+        self.max_difference = max(self.max_difference,
+                                  float(np.abs(probabilities - reference[1]).max()))
+        self.confusion += confusion_matrix(mask, classes, self.num_classes, ignore_label)
+
+    def row(self, name, runtime, precision, path, images, class_names, max_changed):
+        """The fidelity row of this runtime's file (see :func:`check_export`)."""
+        scores = scores_from_confusion(self.confusion, list(class_names))
+        changed = self.changed / max(self.pixels, 1)
+        return {
+            "name": name, "runtime": runtime, "precision": precision,
+            "bytes": _size(path), "images": images,
+            "pixels_changed": changed, "max_probability_difference": self.max_difference,
+            "mean_iou": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"],
+            "images_per_second": self.timed / self.seconds if self.seconds else None,
+            "flagged": changed > max_changed,
+        }
+
 
 def check_export(export_dir, checkpoint, config, split, max_images=None,
                  max_changed=MAX_CHANGED):
     """Fidelity rows of every file in ``export_dir`` against ``checkpoint`` on ``split``.
 
     Args:
-        export_dir: a folder written by :mod:`fcn_tf.export`.
+        export_dir: a folder written by :mod:`fcn_tf.exporting` (``python -m fcn_tf.export``).
         checkpoint: the ``.keras`` file or run folder it was exported from.
         config: the run :class:`~fcn_tf.config.run_config.Config` (its data
             section names the split's files, classes and ignore label).
@@ -136,6 +156,20 @@ def check_export(export_dir, checkpoint, config, split, max_images=None,
         the Keras model in its training precision if that differs, then the
         SavedModel and each exported file.
     """
+    _check_arguments(export_dir, max_images, max_changed)
+    names, runs = _runners(export_dir, checkpoint)
+    dataset = raw_rgb_batches(config, split)
+    if max_images:
+        dataset = dataset.take(max_images)
+    tallies, count = _tally_split(runs, dataset, config.data.num_classes,
+                                  config.data.ignore_label)
+    if count == 0:
+        raise ValueError(f"split {split!r}: no images to check the export on.")
+    return [tally.row(*name, count, config.data.class_names, max_changed)
+            for name, tally in zip(names, tallies)]
+
+
+def _check_arguments(export_dir, max_images, max_changed):
     if not 0.0 <= max_changed <= 1.0:
         raise ValueError(f"max_changed: expected a share in [0, 1], received {max_changed}.")
     if max_images is not None and max_images < 1:
@@ -143,18 +177,29 @@ def check_export(export_dir, checkpoint, config, split, max_images=None,
     if not is_saved_model(export_dir):
         raise FileNotFoundError(f"export_dir {export_dir}: not an export folder (no "
                                 "saved_model.pb); write it first with python -m fcn_tf.export.")
+
+
+def _runners(export_dir, checkpoint):
+    """``(names, runs)``: ``[(name, runtime, precision, path)]`` and a runner of uint8 RGB for each.
+
+    The Keras model first (float32, the reference; then its training
+    precision if that differs), the SavedModel, then each exported file.
+    """
     keras_runners = _keras_runners(checkpoint)
-    names = [(name, "keras", precision, path) for name, precision, path, _ in keras_runners]
-    runs = [run for *_, run in keras_runners]
     exported = runtimes_of(export_dir)
-    names += exported
-    runs += [_saved_model_runner(export_dir)]
+    names = [(name, "keras", precision, path) for name, precision, path, _ in keras_runners]
+    runs = [run for *_, run in keras_runners] + [_saved_model_runner(export_dir)]
     runs += [load_artifact(path) for _, _, _, path in exported[1:]]
-    num_classes, ignore = config.data.num_classes, config.data.ignore_label
+    return names + exported, runs
+
+
+def _tally_split(runs, dataset, num_classes, ignore_label):
+    """``(tallies, images)``: each runner's :class:`_Tally` over ``dataset``, image by image.
+
+    Every image goes through each runner in turn; the first image's calls
+    (which build kernels) are not timed.
+    """
     tallies = [_Tally(num_classes) for _ in runs]
-    dataset = raw_rgb_batches(config, split)
-    if max_images:
-        dataset = dataset.take(max_images)
     count = 0
     for index, (image, mask) in enumerate(dataset):
         rgb = np.clip(np.round(image.numpy()), 0, 255).astype(np.uint8)
@@ -166,31 +211,12 @@ def check_export(export_dir, checkpoint, config, split, max_images=None,
             if index > 0:
                 tally.seconds += time.perf_counter() - start
                 tally.timed += 1
-            classes = np.asarray(out["class_ids"])
-            probabilities = np.asarray(out["probabilities"], np.float32)
+            out = (np.asarray(out["class_ids"]), np.asarray(out["probabilities"], np.float32))
             if reference is None:
-                reference = (classes, probabilities)
-            tally.changed += int(np.count_nonzero(classes != reference[0]))
-            tally.pixels += classes.size
-            tally.max_difference = max(tally.max_difference,
-                                       float(np.abs(probabilities - reference[1]).max()))
-            tally.confusion += confusion_matrix(mask, classes, num_classes, ignore)
+                reference = out
+            tally.add(out, reference, mask, ignore_label)
         count += 1
-    if count == 0:
-        raise ValueError(f"split {split!r}: no images to check the export on.")
-    rows = []
-    for (name, runtime, precision, path), tally in zip(names, tallies):
-        scores = scores_from_confusion(tally.confusion, list(config.data.class_names))
-        changed = tally.changed / max(tally.pixels, 1)
-        rows.append({
-            "name": name, "runtime": runtime, "precision": precision,
-            "bytes": _size(path), "images": count,
-            "pixels_changed": changed, "max_probability_difference": tally.max_difference,
-            "mean_iou": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"],
-            "images_per_second": tally.timed / tally.seconds if tally.seconds else None,
-            "flagged": changed > max_changed,
-        })
-    return rows
+    return tallies, count
 
 
 def _size(path):

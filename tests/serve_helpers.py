@@ -9,7 +9,7 @@ import sys
 import time
 
 import fcn_tf
-from fcn_tf.export import export_checkpoint
+from fcn_tf.exporting import export_checkpoint
 
 NUM_CLASSES = 3
 START_TIMEOUT_S = 120

@@ -28,15 +28,15 @@ LAYERS = [
     {"fcn_tf.runs"},            # run folders: layout, checkpoints, config, normalisation
     {"fcn_tf.inference"},       # using a trained model: loading, windows and TTA, pictures
     {"fcn_tf.evaluation", "fcn_tf.fidelity"},  # scoring: a split, an export's files
-    {"fcn_tf.export"},
+    {"fcn_tf.exporting"},       # the serving graph, LiteRT / ONNX, metadata, export folders
     {"fcn_tf.training"},
-    {"fcn_tf", "fcn_tf.train", "fcn_tf.evaluate", "fcn_tf.predict", "fcn_tf.serve",
-     "fcn_tf.bench"},
+    {"fcn_tf", "fcn_tf.train", "fcn_tf.evaluate", "fcn_tf.predict", "fcn_tf.export",
+     "fcn_tf.serve", "fcn_tf.bench"},
 ]
 # Serving and inference never depend on training, whatever their layer.
 NEVER = {unit: {"fcn_tf.training", "fcn_tf.train"}
          for unit in ("fcn_tf.serve", "fcn_tf.predict", "fcn_tf.evaluate", "fcn_tf.export",
-                      "fcn_tf.inference", "fcn_tf.evaluation", "fcn_tf.runs",
+                      "fcn_tf.exporting", "fcn_tf.inference", "fcn_tf.evaluation", "fcn_tf.runs",
                       "fcn_tf.runtimes", "fcn_tf.fidelity")}
 # Imports of fcn_tf modules inside functions: only where the imported module
 # pulls in a heavy optional dependency (or, for the CLIs, one that must not be

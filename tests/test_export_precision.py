@@ -4,7 +4,7 @@ import numpy as np
 
 import fcn_tf
 import keras
-from fcn_tf.export import export_checkpoint, float32_copy
+from fcn_tf.exporting import export_checkpoint, float32_copy
 from fcn_tf.runtimes import load_artifact
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fcn_tf
-from fcn_tf.export import export_checkpoint
+from fcn_tf.exporting import export_checkpoint
 from fcn_tf.models.folding import FoldedBatchNorm, fold_batch_norm, foldable_pairs
 from model_cases import CASE_IDS, CASES
 

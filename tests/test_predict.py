@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fcn_tf import predict
-from fcn_tf.export import export_checkpoint
+from fcn_tf.exporting import export_checkpoint
 from fcn_tf.inference import read_manifest
 from test_inference import make_run_folder
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 import fcn_tf
 from fcn_tf import evaluate, export, predict
-from fcn_tf.export import export_checkpoint
+from fcn_tf.exporting import export_checkpoint
 from fcn_tf.fidelity import FIDELITY_FILE, format_fidelity
 from fcn_tf.inference import load_for_inference
 from fcn_tf.runtimes import RuntimeMissingError, load_artifact

@@ -659,6 +659,30 @@ def test_encode_class_png_palette_and_many_classes():
     assert np.array_equal(np.asarray(mask), many)
 
 
+def test_served_and_predicted_class_pngs_are_the_same_picture(tmp_path):
+    # One palette (fcn_tf.data.palette.class_ids_image) for the server and predict.
+    from fcn_tf.inference import save_class_png
+
+    ids = np.array([[0, 1, 2], [2, 1, 0]], np.int32)
+    colors = [[10, 20, 30], [40, 50, 60], [70, 80, 90]]
+    save_class_png(str(tmp_path / "a.png"), ids, colors)
+    served = Image.open(io.BytesIO(encode_class_png(ids, colors)))
+    saved = Image.open(tmp_path / "a.png")
+    assert saved.mode == served.mode == "P"
+    assert np.array_equal(np.asarray(saved), np.asarray(served))
+    assert saved.getpalette() == served.getpalette()
+    assert saved.getpalette()[:9] == [10, 20, 30, 40, 50, 60, 70, 80, 90]
+
+
+def test_a_saved_model_without_metadata_is_refused_naming_model(tmp_path):
+    from fcn_tf.serve.model import ServedModel
+
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"^MODEL .*: no metadata.json in .*python -m "
+                                                r"fcn_tf.export"):
+        ServedModel(str(tmp_path), "m", 1)
+
+
 def test_metrics_text_format():
     metrics = Metrics()
     metrics.observe_request("predict", 200, 0.02)

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import fcn_tf
-from fcn_tf.export import export_saved_model
+from fcn_tf.exporting import export_saved_model
 from fcn_tf.weights import WeightsError, load_weights
 from fcn_tf.weights.torch_pickle import read_state_dict
 from torch_writer import save_state_dict

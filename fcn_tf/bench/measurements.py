@@ -11,13 +11,15 @@ from fcn_tf.bench.timing import peak_memory_mib, time_calls
 from fcn_tf.data.bench import bench_pipelines
 from fcn_tf.data.config import DataConfig
 from fcn_tf.data.pipeline import build_dataset
-from fcn_tf.export import export_saved_model
+from fcn_tf.exporting import export_saved_model
+from fcn_tf.inference import load_keras
 from fcn_tf.outputs import logits_to_classes
 from fcn_tf.losses import SegmentationCrossEntropy
 from fcn_tf.models import build_model
 from fcn_tf.precision import with_precision
 from fcn_tf.preprocessing import Preprocessing
-from fcn_tf.runs import find_run_dir, read_run_config, resolve_checkpoint, resolve_preprocessing
+from fcn_tf.runs import find_run_dir, read_run_config
+from fcn_tf.signatures import SIGNATURE_IMAGES
 
 # Name -> (registered model, backbone, builder options): the networks benchmarked by default.
 MODELS = {
@@ -139,7 +141,7 @@ def bench_savedmodel(model, precision, args, flops, results, rng):
 
     with tempfile.TemporaryDirectory(prefix="fcn_tf-bench-") as folder:
         export_saved_model(model, Preprocessing.preset("unit", 3), folder)
-        serve = tf.saved_model.load(folder).signatures["serving_default"]
+        serve = tf.saved_model.load(folder).signatures[SIGNATURE_IMAGES]
         for size in args.sizes:
             for batch in args.batches:
                 images = tf.constant(rng.integers(0, 256, (batch, size, size, 3), np.uint8))
@@ -160,7 +162,7 @@ def bench_serving_sizes(args):
         with tempfile.TemporaryDirectory(prefix="fcn_tf-bench-") as folder:
             export_saved_model(model, Preprocessing.preset("unit", 3), folder,
                                jit_compile=JIT[jit])
-            serve = tf.saved_model.load(folder).signatures["serving_default"]
+            serve = tf.saved_model.load(folder).signatures[SIGNATURE_IMAGES]
             rows = []
             for height, width in args.serving_sizes:
                 images = tf.constant(rng.integers(0, 256, (1, height, width, 3), np.uint8))
@@ -192,21 +194,19 @@ def bench_pipeline(args):
 
 def bench_agreement(run, args):
     """Class ids of a trained model in float32 vs mixed_bfloat16 over its validation split."""
-    import keras
     import numpy as np
 
-    checkpoint = resolve_checkpoint(run)
     run_dir = find_run_dir(run)
     if run_dir is None:
         raise SystemExit(f"--agreement {run}: expected a run folder (with config.json); "
                          "the validation split comes from its config.")
     config = read_run_config(run_dir)
-    trained = keras.models.load_model(checkpoint, compile=False)
-    preprocessing, _ = resolve_preprocessing(run_dir, trained, config)
+    loaded = load_keras(run, config, run_dir=run_dir)
+    trained = loaded.keras_model
     f32, bf16 = with_precision(trained, "float32"), with_precision(trained, "mixed_bfloat16")
     split = config.train.validation_split or "train"
     dataset = build_dataset(config.data, split, training=False, batch_size=1,
-                            preprocessing=preprocessing)
+                            preprocessing=loaded.preprocessing)
     changed = total = 0
     max_diff = 0.0
     for images, labels in dataset:
@@ -216,7 +216,7 @@ def bench_agreement(run, args):
         changed += int((ids_a != ids_b).sum())
         total += ids_a.size
         max_diff = max(max_diff, float(np.abs(a - b).max()))
-    out = {"run": os.path.abspath(run_dir), "checkpoint": checkpoint, "split": split,
+    out = {"run": os.path.abspath(run_dir), "checkpoint": loaded.path, "split": split,
            "pixels": total, "changed_pixels": changed, "changed_fraction": changed / total,
            "max_abs_logit_difference": max_diff}
     print(f"  agreement: bf16 changes {changed} of {total} class ids "

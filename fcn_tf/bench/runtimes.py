@@ -19,9 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from fcn_tf.bench.measurements import build
-from fcn_tf.export import export_model, export_metadata
+from fcn_tf.exporting import export_metadata, export_model
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.runtimes import load_artifact
+from fcn_tf.signatures import SIGNATURE_IMAGES
 
 LITERT = ("float32", "float16", "int8")
 ONNX = ("float32", "int8")
@@ -30,7 +31,7 @@ SAVED_MODEL = ("float32", "mixed_bfloat16")
 
 
 def _saved_model_call(path):
-    signature = tf.saved_model.load(path).signatures["serving_default"]
+    signature = tf.saved_model.load(path).signatures[SIGNATURE_IMAGES]
     return lambda images: signature(images=tf.constant(images))
 
 

@@ -97,19 +97,28 @@ def load_for_inference(path, num_classes=None, config=None):
     return loaded
 
 
-def load_keras(path, config=None):
-    """An :class:`InferenceModel` from a ``.keras`` file or a run folder (see :func:`load_for_inference`)."""
+def load_keras(path, config=None, run_dir=None):
+    """An :class:`InferenceModel` from a ``.keras`` file or a run folder (see :func:`load_for_inference`).
+
+    Args:
+        path: a ``.keras`` file or a run folder (its ``best.keras``).
+        config: the run config that describes the model; default: the
+            config of ``run_dir``.
+        run_dir: the run folder whose ``config.json`` and
+            ``preprocessing.json`` describe the model; default: the run
+            folder of ``path``, if any.
+    """
     checkpoint = resolve_checkpoint(path)
     model = keras.models.load_model(checkpoint, compile=False)
     if config is None:
-        run_dir = find_run_dir(path)
-        config = read_run_config(run_dir) if run_dir else None
+        found = run_dir or find_run_dir(path)
+        config = read_run_config(found) if found else None
     if config is not None:
         check_class_count(model, config.data.num_classes, checkpoint)
     channels = int(model.input_shape[-1])
     info = class_info(model_classes(model), config)
     info["image_channels"] = channels
-    preprocessing, source = resolve_preprocessing(path, model, config, channels)
+    preprocessing, source = resolve_preprocessing(run_dir or path, model, config, channels)
 
     def logits(pixels):
         return np.asarray(model(preprocessing.apply_numpy(pixels), training=False), np.float32)
@@ -117,14 +126,28 @@ def load_keras(path, config=None):
     return InferenceModel(logits, info, preprocessing, source, "keras", checkpoint, model)
 
 
-def _export_metadata(path, folder):
-    """The ``metadata.json`` of the export ``folder`` that holds ``path``."""
+def read_export_metadata(folder, given=None):
+    """``(path, document)`` of the ``metadata.json`` of the export ``folder``.
+
+    The one reader of an export's metadata (:mod:`fcn_tf.exporting.metadata`
+    writes it): loading, the fidelity check and the server read it here.
+
+    Args:
+        folder: a folder written by ``python -m fcn_tf.export``.
+        given: what the caller was given, as its error should name it
+            (``"model m.tflite"``); default ``"folder FOLDER"``.
+
+    Raises:
+        FileNotFoundError: ``folder`` has no ``metadata.json``.
+        fcn_tf.runs.files.DamagedFileError: it is not JSON.
+    """
     meta_path = os.path.join(folder, METADATA_FILE)
     metadata = read_json(meta_path)
     if metadata is None:
         raise FileNotFoundError(
-            f"model {path}: no {METADATA_FILE} in {folder}; export it with "
-            "python -m fcn_tf.export, which writes the class names and normalisation there."
+            f"{given or f'folder {folder}'}: no {METADATA_FILE} in {folder}; export it with "
+            "python -m fcn_tf.export, which writes the class names, colours and normalisation "
+            "there."
         )
     return meta_path, metadata
 
@@ -135,10 +158,10 @@ def _class_info(metadata):
 
 
 def load_exported_file(path):
-    """An :class:`InferenceModel` from a ``.tflite`` or ``.onnx`` file written by :mod:`fcn_tf.export`."""
+    """An :class:`InferenceModel` from a ``.tflite`` or ``.onnx`` file written by :mod:`fcn_tf.exporting`."""
     path = os.path.abspath(path)
     runner = load_artifact(path)
-    meta_path, metadata = _export_metadata(path, os.path.dirname(path))
+    meta_path, metadata = read_export_metadata(os.path.dirname(path), f"model {path}")
     info = _class_info(metadata)
     channels = int(info["image_channels"])
 
@@ -158,8 +181,8 @@ def load_exported_file(path):
 
 
 def load_saved_model(path):
-    """An :class:`InferenceModel` from a folder written by :mod:`fcn_tf.export`."""
-    meta_path, metadata = _export_metadata(path, path)
+    """An :class:`InferenceModel` from a folder written by :mod:`fcn_tf.exporting`."""
+    meta_path, metadata = read_export_metadata(path, f"model {path}")
     loaded = tf.saved_model.load(path)
     if not hasattr(loaded, "logits"):
         raise ValueError(f"model {path}: this SavedModel has no 'logits' function; re-export "

@@ -21,13 +21,16 @@ Example:
 
 import dataclasses
 import io
-import json
 import os
 import re
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
-from fcn_tf.runs.files import CONFIG_FILE, EXPORT_DIR, METADATA_FILE
+from fcn_tf.data.palette import class_ids_image
+from fcn_tf.inference.loading import read_export_metadata
+from fcn_tf.runs.files import CONFIG_FILE, EXPORT_DIR
 from fcn_tf.runs.folder import is_saved_model
 from fcn_tf.signatures import (
     SIGNATURE_BYTES,
@@ -118,8 +121,6 @@ def model_name(name):
 
 def _tf_dtype_name(dtype):
     """TensorFlow's ``DataType`` enum name of a ``tf.DType``: ``DT_FLOAT``, ``DT_UINT8``..."""
-    from tensorflow.core.framework import types_pb2
-
     return types_pb2.DataType.Name(dtype.as_datatype_enum)
 
 
@@ -127,19 +128,11 @@ def encode_class_png(class_ids, colors):
     """PNG bytes of a ``[H, W]`` class-id map.
 
     Up to 256 classes: a palette PNG (pixel value = class id, palette = the
-    class colours). More classes: a 16-bit grayscale PNG of the ids.
+    class colours). More classes: a 16-bit grayscale PNG of the ids
+    (:func:`fcn_tf.data.palette.class_ids_image`).
     """
-    from PIL import Image
-
-    if len(colors) <= 256:
-        image = Image.fromarray(np.asarray(class_ids, np.uint8), mode="P")
-        table = np.zeros((256, 3), np.uint8)
-        table[: len(colors)] = np.asarray(colors, np.uint8)
-        image.putpalette(table.reshape(-1).tolist())
-    else:
-        image = Image.fromarray(np.asarray(class_ids, np.uint16))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
+    class_ids_image(class_ids, colors).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -153,15 +146,7 @@ class ServedModel:
     """
 
     def __init__(self, export_dir, name, version):
-        import tensorflow as tf
-
-        meta_path = os.path.join(export_dir, METADATA_FILE)
-        if not os.path.isfile(meta_path):
-            raise FileNotFoundError(
-                f"MODEL {export_dir}: a SavedModel without {METADATA_FILE}. Export it with "
-                "python -m fcn_tf.export, which writes the class names and colours there.")
-        with open(meta_path, encoding="utf-8") as f:
-            self.metadata = json.load(f)
+        _, self.metadata = read_export_metadata(export_dir, f"MODEL {export_dir}")
         self.path = export_dir
         self.name = name
         self.version = int(version)
@@ -202,8 +187,6 @@ class ServedModel:
 
     def run(self, images):
         """``{"class_ids", "probabilities"}`` numpy arrays of uint8 ``[B, H, W, 3]`` images."""
-        import tensorflow as tf
-
         out = self._images_fn(images=tf.constant(images))
         return {key: value.numpy() for key, value in out.items()}
 

@@ -31,7 +31,7 @@ import numpy as np
 from fcn_tf.data import build_dataset, build_training_epochs, dataset_info, split_files
 from fcn_tf.data.decode import read_image_array, read_mask_array
 from fcn_tf.evaluation import evaluate_split
-from fcn_tf.export import export_metadata, export_model
+from fcn_tf.exporting import export_metadata, export_model
 from fcn_tf.visualize import denormalize, predict_classes, save_curves, save_prediction_grid
 from fcn_tf.config import ConfigError
 from fcn_tf.precision import resolve_precision

@@ -2,7 +2,7 @@
 # # 6. Export and serve
 #
 # A trained run folder holds a Keras checkpoint (`best.keras`) that expects
-# *normalised* float images. For serving, `fcn_tf.export.export_checkpoint` (the
+# *normalised* float images. For serving, `fcn_tf.exporting.export_checkpoint` (the
 # library function behind `python -m fcn_tf.export --checkpoint RUN --out DIR
 # --tflite`) writes a TensorFlow SavedModel with the normalisation inside the
 # graph, so clients send raw pixels:
@@ -39,7 +39,7 @@ import tensorflow as tf
 import fcn_tf
 from fcn_tf.config.run_config import load_config
 from fcn_tf.data import split_files
-from fcn_tf.export import export_checkpoint
+from fcn_tf.exporting import export_checkpoint
 from fcn_tf.fidelity import check_export, format_fidelity
 from fcn_tf.inference import load_for_inference
 from fcn_tf.outputs import logits_to_probabilities
