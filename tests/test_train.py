@@ -68,6 +68,24 @@ def test_run_writes_everything_and_never_overwrites(tmp_path, capsys):
     assert "\r" not in out and "\x1b[" not in out
 
 
+def test_final_model_on_train_plus_val_trains_on_both_and_scores_nothing(tmp_path, capsys):
+    """The shape of configs/camvid.json: train includes val, no validation, no end score."""
+    config = tiny_config(tmp_path, train={"epochs": 1, "validation_split": None},
+                         eval={"split": None})
+    config["data"]["splits"] = {"train": {"include": ["val"]}}
+    path = write_config(tmp_path, config)
+    assert main([str(path)]) == 0
+    run = tmp_path / "runs" / "tiny"
+    loaded = load_config(str(run / "config.json"))
+    both = split_files(loaded.data, "train")
+    assert len(both) == len(split_files(loaded.data, "val")) + len(
+        [p for p in os.listdir(loaded.data.root + "/train")])
+    assert (run / "best.keras").exists() and not (run / "metrics.json").exists()
+    out = capsys.readouterr().out
+    assert "val_mean_iou" not in out and not any(
+        line.startswith("val:") for line in out.splitlines())  # no end-of-run score
+
+
 class _Stream:
     def __init__(self, tty):
         self.tty = tty
