@@ -83,17 +83,21 @@ RELOAD_SCRIPT = textwrap.dedent("""
             got = images_sig(images=tf.constant(images))
             encoded = [tf.io.encode_png(image).numpy() for image in images]
             got_bytes = bytes_sig(image_bytes=tf.constant(encoded))
+            decided = data[f"margin{i}"] > 1e-6
             out[f"size{i}"] = {
                 "probabilities_max_abs": float(np.abs(got["probabilities"].numpy()
                                                       - data[f"probabilities{i}"]).max()),
-                "class_ids_equal": bool(np.array_equal(got["class_ids"].numpy(),
-                                                       data[f"class_ids{i}"])),
+                # Where the top two probabilities tie to float rounding (BatchNorm is
+                # folded in the export, so sums run in another order) either id is right.
+                "class_ids_equal": bool(np.array_equal(got["class_ids"].numpy()[decided],
+                                                       data[f"class_ids{i}"][decided])),
+                "decided_share": float(decided.mean()),
                 "class_ids_dtype": got["class_ids"].dtype.name,
                 "shapes": [list(got["class_ids"].shape), list(got["probabilities"].shape)],
                 "bytes_probabilities_max_abs": float(np.abs(
                     got_bytes["probabilities"].numpy() - data[f"probabilities{i}"]).max()),
-                "bytes_class_ids_equal": bool(np.array_equal(got_bytes["class_ids"].numpy(),
-                                                             data[f"class_ids{i}"])),
+                "bytes_class_ids_equal": bool(np.array_equal(
+                    got_bytes["class_ids"].numpy()[decided], data[f"class_ids{i}"][decided])),
             }
         results[case] = out
         for name in sorted(os.listdir(os.path.join(folder, "export"))):
@@ -215,7 +219,8 @@ def test_reloaded_signatures_match_the_keras_model_at_two_sizes(exported, case):
         assert size["shapes"][1] == [2, h, w, NUM_CLASSES if case != "unet-binary" else 2]
         assert size["class_ids_dtype"] == "int32"
         assert size["probabilities_max_abs"] <= 1e-5, size
-        assert size["class_ids_equal"], size
+        # Tiny random models tie often (equal logits): most pixels still decide.
+        assert size["class_ids_equal"] and size["decided_share"] > 0.5, size
         assert size["bytes_probabilities_max_abs"] <= 1e-5, size
         assert size["bytes_class_ids_equal"], size
 
