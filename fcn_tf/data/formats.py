@@ -88,13 +88,15 @@ def list_split(config, split):
     """
     paths = split_paths(config, split)
     listing = _list_own(config, split, paths)
-    for other in _included(config, split, paths.include):
-        extra = _list_own(config, other, split_paths(config, other))
-        known = set(listing.pairs)
-        listing.pairs += [pair for pair in extra.pairs if pair not in known]
-        listing.pairs.sort(key=lambda pair: os.path.basename(pair[0]))
-        for name in ("images_without_masks", "masks_without_images", "duplicate_stems"):
-            getattr(listing, name).extend(getattr(extra, name))
+    included = [_list_own(config, other, split_paths(config, other))
+                for other in _included(config, split, paths.include)]
+    if included:
+        pairs = dict.fromkeys(listing.pairs)  # each file once, first come first kept
+        for extra in included:
+            pairs.update(dict.fromkeys(extra.pairs))
+            for name in ("images_without_masks", "masks_without_images", "duplicate_stems"):
+                getattr(listing, name).extend(getattr(extra, name))
+        listing.pairs = sorted(pairs, key=lambda pair: os.path.basename(pair[0]))
     return listing
 
 
