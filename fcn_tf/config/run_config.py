@@ -118,6 +118,10 @@ class TrainConfig:
     min_learning_rate: float = _f(0.0, min=0.0, help="poly/cosine: final learning rate")
     step_epochs: list[int] = _f(factory=list, min=1, help="step: epochs at which lr *= step_gamma")
     step_gamma: float = _f(0.1, min=0.0, help="step: factor")
+    ema: float | None = _f(
+        min=0.0, below=1.0,
+        help="momentum of an exponential moving average of the weights (e.g. 0.995), used "
+        "for validation, checkpoints and the final model; null: off")
     loss: LossConfig = _f(factory=LossConfig)
     precision: str = _f(
         "float32", choices=(AUTO, *PRECISIONS),
@@ -136,6 +140,14 @@ class TrainConfig:
     divergence_factor: float | None = _f(
         100.0, min=1.0, help="stop when the running loss exceeds this many times the first "
         "epoch's loss (NaN and infinite losses always stop); null turns the ratio check off")
+
+    def __post_init__(self):
+        if self.ema is not None and self.freeze_backbone_epochs:
+            raise ConfigError(
+                f"train.ema: {self.ema} together with train.freeze_backbone_epochs: "
+                f"{self.freeze_backbone_epochs} is not supported (the average would be taken "
+                "over a frozen phase and a trained phase with different variables). Set one "
+                "of them to null / 0.")
 
 
 @dataclasses.dataclass

@@ -76,6 +76,24 @@ class RunState(keras.callbacks.Callback):
         atomic_write_json(os.path.join(self.run_dir, STATE_FILE), self.state)
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Puts the optimizer's moving average of the weights (``train.ema``) in the model.
+
+    Validation sees the averaged weights, and at the end of every epoch they
+    are swapped in before :class:`RunState` (which must come after this
+    callback) writes the checkpoints, so ``best.keras``, the last checkpoint
+    and the final model all hold the average; the training weights travel in
+    the optimizer's average slots and are swapped back at the next epoch's
+    start. A run resumed from such a checkpoint starts with the average in
+    the model (``averaged_in_model=True``) and swaps once before training.
+    Normalisation statistics (not trainable) are the training weights' own.
+    """
+
+    def __init__(self, averaged_in_model=False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = averaged_in_model
+
+
 def _to_float(value):
     try:
         return float(value)

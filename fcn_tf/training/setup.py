@@ -181,6 +181,10 @@ def build_optimizer(config, steps_per_epoch):
         gamma=train.step_gamma,
     )
     common = {"clipnorm": train.clipnorm, "global_clipnorm": train.global_clipnorm}
+    if train.ema is not None:
+        # Keras keeps the average in the optimizer; callbacks.AveragedWeights
+        # swaps it into the model for validation and checkpoints.
+        common.update(use_ema=True, ema_momentum=train.ema)
     if train.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(
             schedule, momentum=train.momentum, nesterov=train.nesterov,

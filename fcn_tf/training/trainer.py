@@ -62,6 +62,7 @@ from fcn_tf.training import setup
 from fcn_tf.training.jit import choose_jit_compile
 from fcn_tf.training.multi_worker import patched_fit
 from fcn_tf.training.callbacks import (
+    AveragedWeights,
     LearningRateLogger,
     PredictionImages,
     RunState,
@@ -258,7 +259,10 @@ class TrainingSession:
                              diverged=lambda: nan_stop.failure is not None)
         run_state.state.setdefault("precision", self.precision)  # what "auto" became (kept on resume)
         jit_compile = self._jit_compile(run_state.state)
-        callbacks = [LearningRateLogger(), nan_stop, run_state,
+        # The average goes into the model before run_state writes the checkpoints.
+        averaged = ([AveragedWeights(averaged_in_model=bool(run_state.state.get("checkpoint")))]
+                    if train.ema is not None else [])
+        callbacks = [LearningRateLogger(), nan_stop, *averaged, run_state,
                      _HistoryFiles(self.run_dir, run_state)] + self._tensorboard()
         return _Watch(val, run_state, nan_stop, callbacks, jit_compile)
 

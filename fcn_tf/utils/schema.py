@@ -9,7 +9,7 @@ Field metadata understood here:
 
 - ``choices``: allowed values;
 - ``min`` / ``max``: inclusive numeric bounds (of every number in a list,
-  nested lists included); ``above``: an exclusive lower bound;
+  nested lists included); ``above`` / ``below``: exclusive bounds;
 - ``min_items``: the fewest items a list may hold;
 - ``path``: the string (or each string of a list) is a path, resolved against
   ``base_dir``; an empty path is refused (``null`` means none);
@@ -231,7 +231,7 @@ def _check_bounds(value, meta, key):
 
 
 def _check_range(value, meta, key, whole):
-    """``min``, ``max`` and ``above`` of every number in ``value``, nested lists included."""
+    """``min``, ``max``, ``above`` and ``below`` of every number in ``value``, nested lists included."""
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             _check_range(v, meta, f"{key}[{i}]", whole)
@@ -245,6 +245,8 @@ def _check_range(value, meta, key, whole):
         raise ConfigError(f"{key}: must be > {meta['above']}, {received}.")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(f"{key}: must be <= {meta['max']}, {received}.")
+    if "below" in meta and value >= meta["below"]:
+        raise ConfigError(f"{key}: must be < {meta['below']}, {received}.")
 
 
 def _plain(value):
