@@ -98,6 +98,11 @@ class AugmentConfig:
         help="class ids class_crop centres on (one present class drawn uniformly, then one of "
              "its pixels)")
 
+    # Scenes put together from pieces of others (batches of two or more).
+    cutmix: float = _field(0.0, min=0.0, max=1.0,
+                           help="probability that a training crop gets a box (10-50% of its "
+                                "area) of another crop of the batch, image and mask (0 = off)")
+
     def __post_init__(self):
         if self.scale[0] > self.scale[1]:
             raise ConfigError(

@@ -27,12 +27,13 @@ import warnings
 
 import tensorflow as tf
 
-from fcn_tf.data.augment import augment_example
+from fcn_tf.data.augment import augment_example, cut_mix
 from fcn_tf.data.decode import make_decoder
 from fcn_tf.data.formats import DatasetError, split_files
 from fcn_tf.data.verify import header_issues, require_labels
 
 AUTOTUNE = tf.data.AUTOTUNE
+_CUT_MIX_STREAM = 0x6D6978  # folds a batch's seed for cut_mix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +191,17 @@ def _training_batches(ds, config, seed, batch_size, preprocessing, count, cached
         return image, tf.cast(mask, tf.int32)
 
     ds = ds.map(train_map, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if config.augment.enabled and config.augment.cutmix > 0:
+        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+        def mix(batch, batch_seed):
+            # A fold of the stream the examples' seeds come from: its own draws.
+            batch_seed = tf.random.experimental.stateless_fold_in(batch_seed, _CUT_MIX_STREAM)
+            return cut_mix(batch[0], batch[1], batch_seed, config.augment.cutmix)
+
+        ds = tf.data.Dataset.zip(ds, batch_seeds).map(mix, num_parallel_calls=AUTOTUNE)
+    return ds
 
 
 def _finish(ds, config, input_context):

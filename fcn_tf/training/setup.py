@@ -83,6 +83,12 @@ def preflight(config):
                 f"model.{key}: {path} does not exist. Check the path (relative paths are "
                 "resolved against the config file's folder)."
             )
+    augment = config.data.augment
+    if augment.enabled and augment.cutmix > 0 and config.train.batch_size < 2:
+        raise ConfigError(
+            f"data.augment.cutmix is {augment.cutmix} with train.batch_size "
+            f"{config.train.batch_size}: CutMix pastes boxes between the examples of a batch, "
+            "so it needs a batch of two or more. Raise train.batch_size or set cutmix to 0.")
     used = ("train", config.train.validation_split, config.eval.split)
     splits = [split for split in dict.fromkeys(used) if split]
     if config.train.check_dataset:
