@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from fcn_tf.train import main
 from train_fixtures import tiny_config, write_config
@@ -44,8 +45,11 @@ def _config(tmp_path):
     )
 
 
-def test_mirrored_on_two_cpus_matches_single_device(tmp_path):
+@pytest.mark.parametrize("ema", [None, 0.8], ids=["plain", "ema"])
+def test_mirrored_on_two_cpus_matches_single_device(tmp_path, ema):
+    # With train.ema the averaged weights are swapped in per replica for validation.
     config = _config(tmp_path)
+    config["train"]["ema"] = ema
     single = write_config(tmp_path, config, "single.json")
     assert main([str(single), "--quiet"]) == 0
 
