@@ -7,7 +7,7 @@ import tensorflow as tf
 from fcn_tf.config import ConfigError
 from fcn_tf.config.run_config import parse_config
 from fcn_tf.data import build_training_epochs
-from fcn_tf.data.augment import CUT_MIX_AREA, cut_mix
+from fcn_tf.data.batch_mix import CUT_MIX_AREA, cut_mix
 from fcn_tf.preprocessing import Preprocessing
 from fcn_tf.training import setup
 from train_fixtures import tiny_config

@@ -27,7 +27,8 @@ import warnings
 
 import tensorflow as tf
 
-from fcn_tf.data.augment import augment_example, cut_mix
+from fcn_tf.data.augment import augment_example
+from fcn_tf.data.batch_mix import cut_mix
 from fcn_tf.data.decode import make_decoder
 from fcn_tf.data.formats import DatasetError, split_files
 from fcn_tf.data.verify import header_issues, require_labels
