@@ -13,6 +13,7 @@ TINY_OPTIONS = {
     "fcn_deconv": {"width_multiplier": 1 / 16},
     "unet": {"base_filters": 4, "depth": 3},
     "deeplabv3plus": {"aspp_filters": 8, "low_level_filters": 4, "decoder_filters": 8},
+    "ddrnet_lite": {"widths": (4, 8, 8, 8), "blocks": (1, 1, 1, 1), "head_filters": 8},
     "fpn": {"widths": (4, 8, 8, 8), "blocks": (1, 1, 1, 1), "decoder_filters": 8},
 }
 

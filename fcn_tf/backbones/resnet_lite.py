@@ -16,7 +16,8 @@ from fcn_tf.backbones.features import Features
 from fcn_tf.layers import BatchNormalization
 
 
-def _conv_bn(x, filters, kernel_size, stride, name, relu=True):
+def conv_bn(x, filters, kernel_size, stride, name, relu=True):
+    """Convolution without bias, BatchNorm with PyTorch's defaults, optional ReLU."""
     x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
                       name=name)(x)
     # PyTorch's BatchNorm defaults (momentum 0.1 = Keras 0.9): the running
@@ -29,9 +30,9 @@ def basic_block(x, filters, stride, name):
     """ResNet basic block: 3x3 conv-BN-ReLU, 3x3 conv-BN, + shortcut, ReLU."""
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, 1, stride, name + "_proj", relu=False)
-    y = _conv_bn(x, filters, 3, stride, name + "_conv1")
-    y = _conv_bn(y, filters, 3, 1, name + "_conv2", relu=False)
+        shortcut = conv_bn(x, filters, 1, stride, name + "_proj", relu=False)
+    y = conv_bn(x, filters, 3, stride, name + "_conv1")
+    y = conv_bn(y, filters, 3, 1, name + "_conv2", relu=False)
     y = layers.Add(name=name + "_add")([shortcut, y])
     return layers.ReLU(name=name + "_relu")(y)
 
@@ -44,19 +45,36 @@ def resnet_lite(inputs, *, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2), stem_
         blocks: basic blocks per stage.
         stem_filters: channels of the first (stride-2) convolution.
     """
+    widths, blocks = check_stages(widths, blocks, "resnet_lite")
+    features = Features()
+    x = stem(inputs, stem_filters, widths[0], features)
+    for stage, (filters, count) in enumerate(zip(widths, blocks)):
+        x = residual_stage(x, filters, count, 2 if stage else 1, f"stage{stage + 1}")
+        features.add(stage + 2, x, 2 ** (stage + 2))
+    return features
+
+
+def check_stages(widths, blocks, owner):
+    """``widths``/``blocks`` as tuples of four positive entries, or a ValueError naming ``owner``."""
     widths, blocks = tuple(widths), tuple(blocks)
     if len(widths) != 4 or len(blocks) != 4 or min(blocks) < 1 or min(widths) < 1:
         raise ValueError(
-            "resnet_lite: widths and blocks need four positive entries (strides 4, 8, 16, "
+            f"{owner}: widths and blocks need four positive entries (strides 4, 8, 16, "
             f"32), received widths={list(widths)}, blocks={list(blocks)}."
         )
-    features = Features()
-    x = _conv_bn(inputs, stem_filters, 3, 2, "stem_conv1")
-    features.add(1, x, 2)
-    x = _conv_bn(x, widths[0], 3, 2, "stem_conv2")
-    for stage, (filters, count) in enumerate(zip(widths, blocks)):
-        for index in range(count):
-            stride = 2 if stage and index == 0 else 1
-            x = basic_block(x, filters, stride, f"stage{stage + 1}_block{index + 1}")
-        features.add(stage + 2, x, 2 ** (stage + 2))
-    return features
+    return widths, blocks
+
+
+def stem(inputs, stem_filters, filters, features=None):
+    """Two stride-2 3x3 convolutions to stride 4 (``P1`` into ``features`` if given)."""
+    x = conv_bn(inputs, stem_filters, 3, 2, "stem_conv1")
+    if features is not None:
+        features.add(1, x, 2)
+    return conv_bn(x, filters, 3, 2, "stem_conv2")
+
+
+def residual_stage(x, filters, count, stride, name):
+    """``count`` basic blocks named ``{name}_block1``..., the first one strided."""
+    for index in range(count):
+        x = basic_block(x, filters, stride if index == 0 else 1, f"{name}_block{index + 1}")
+    return x

@@ -5,6 +5,7 @@ import functools
 import inspect
 
 from fcn_tf.backbones import BACKBONE_PREPROCESSING
+from fcn_tf.models.ddrnet import build_ddrnet
 from fcn_tf.models.deeplabv3plus import build_deeplabv3plus
 from fcn_tf.models.fcn import build_fcn
 from fcn_tf.models.fcn_deconv import build_fcn_deconv
@@ -69,6 +70,11 @@ register_model(
 register_model(
     "fpn", build_fpn, ("resnet_lite",),
     "FPN + pyramid pooling on a small ResNet (compact UPerNet, for CPU training from scratch)",
+)
+register_model(
+    "ddrnet_lite", build_ddrnet, ("resnet_lite",),
+    "Dual-resolution network after DDRNet-23-slim (stride-8 detail branch beside a "
+    "stride-32 context branch, for CPU training from scratch)",
 )
 register_model("unet", build_unet, ("unet_encoder",), "U-Net (Ronneberger et al. 2015)")
 register_model(
