@@ -78,6 +78,8 @@ def test_backbone_layers_are_the_trunk_and_low_branch():
     ({"backbone": "vgg16"}, "Unknown backbone for 'ddrnet_lite' 'vgg16'. Available: resnet_lite"),
     ({"widths": (8, 16)}, r"ddrnet_lite: widths and blocks need four positive entries"),
     ({"blocks": (1, 0, 1, 1)}, r"received widths=\[32, 64, 128, 256\], blocks=\[1, 0, 1, 1\]"),
+    ({"head_filters": 0}, "ddrnet_lite: head_filters must be a positive integer, received 0"),
+    ({"head_filters": "64"}, "head_filters must be a positive integer, received '64'"),
 ])
 def test_bad_options_name_the_model(options, message):
     with pytest.raises(ValueError, match=message):

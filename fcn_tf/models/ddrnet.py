@@ -83,6 +83,10 @@ def build_ddrnet(
             f"ddrnet_lite supports only backbone 'resnet_lite', received {backbone!r}."
         )
     widths, blocks = check_stages(widths, blocks, "ddrnet_lite")
+    if isinstance(head_filters, bool) or not isinstance(head_filters, int) or head_filters < 1:
+        raise ValueError(
+            f"ddrnet_lite: head_filters must be a positive integer, received {head_filters!r}."
+        )
     inputs = model_inputs(input_channels, input_size)
     x = stem(inputs, 24, widths[0])
     x = residual_stage(x, widths[0], blocks[0], 1, "stage1")
