@@ -15,6 +15,8 @@ from keras import layers
 from fcn_tf.backbones.features import Features
 from fcn_tf.layers import BatchNormalization
 
+STEM_FILTERS = 24
+
 
 def conv_bn(x, filters, kernel_size, stride, name, relu=True):
     """Convolution without bias, BatchNorm with PyTorch's defaults, optional ReLU."""
@@ -37,7 +39,8 @@ def basic_block(x, filters, stride, name):
     return layers.ReLU(name=name + "_relu")(y)
 
 
-def resnet_lite(inputs, *, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2), stem_filters=24):
+def resnet_lite(inputs, *, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2),
+                stem_filters=STEM_FILTERS):
     """Build the encoder; return :class:`Features` ``P1`` (stem) and ``P2``-``P5``.
 
     Args:
@@ -47,7 +50,7 @@ def resnet_lite(inputs, *, widths=(32, 64, 128, 256), blocks=(2, 2, 2, 2), stem_
     """
     widths, blocks = check_stages(widths, blocks, "resnet_lite")
     features = Features()
-    x = stem(inputs, stem_filters, widths[0], features)
+    x = stem(inputs, widths[0], stem_filters, features)
     for stage, (filters, count) in enumerate(zip(widths, blocks)):
         x = residual_stage(x, filters, count, 2 if stage else 1, f"stage{stage + 1}")
         features.add(stage + 2, x, 2 ** (stage + 2))
@@ -65,7 +68,7 @@ def check_stages(widths, blocks, owner):
     return widths, blocks
 
 
-def stem(inputs, stem_filters, filters, features=None):
+def stem(inputs, filters, stem_filters=STEM_FILTERS, features=None):
     """Two stride-2 3x3 convolutions to stride 4 (``P1`` into ``features`` if given)."""
     x = conv_bn(inputs, stem_filters, 3, 2, "stem_conv1")
     if features is not None:

@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from fcn_tf.layers import AtrousConv2D, BatchNormalization
+from fcn_tf.layers import AtrousConv2D, BatchNormalization, ResizeLike
 
 
 def model_inputs(input_channels=3, input_size=None):
@@ -19,6 +19,18 @@ def model_inputs(input_channels=3, input_size=None):
 def logits_output(x):
     """Name the output ``logits`` and keep it float32 under mixed precision."""
     return layers.Activation("linear", dtype="float32", name="logits")(x)
+
+
+def classifier_to_input_size(x, inputs, num_classes, dropout):
+    """Dropout (if any), a 1x1 classifier ``head``, bilinear upsampling to ``inputs``' size.
+
+    The end of the CPU models (``fpn``, ``ddrnet_lite``): their logits, named
+    and kept float32 by :func:`logits_output`.
+    """
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Conv2D(num_classes, 1, name="head")(x)
+    return logits_output(ResizeLike(name="upsample_logits")(x, inputs))
 
 
 def conv_bn_relu(x, filters, kernel_size, name, dilation=1, bn_epsilon=1e-3, bn_momentum=0.99):

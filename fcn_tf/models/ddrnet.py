@@ -31,7 +31,7 @@ from keras import layers
 
 from fcn_tf.backbones.resnet_lite import check_stages, conv_bn, residual_stage, stem
 from fcn_tf.layers import ResizeLike
-from fcn_tf.models.common import logits_output, model_inputs
+from fcn_tf.models.common import classifier_to_input_size, model_inputs
 from fcn_tf.models.fpn import pyramid_pooling
 
 
@@ -88,7 +88,7 @@ def build_ddrnet(
             f"ddrnet_lite: head_filters must be a positive integer, received {head_filters!r}."
         )
     inputs = model_inputs(input_channels, input_size)
-    x = stem(inputs, 24, widths[0])
+    x = stem(inputs, widths[0])
     x = residual_stage(x, widths[0], blocks[0], 1, "stage1")
     high = low = residual_stage(x, widths[1], blocks[1], 2, "stage2")
     for stage in (3, 4):
@@ -99,8 +99,5 @@ def build_ddrnet(
     context = ResizeLike(name="ppm_up")(context, high)
     x = layers.Add(name="context_add")([high, context])
     x = conv_bn(x, head_filters, 3, 1, "head_conv")
-    if dropout:
-        x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Conv2D(num_classes, 1, name="head")(x)
-    x = ResizeLike(name="upsample_logits")(x, inputs)
-    return keras.Model(inputs, logits_output(x), name="ddrnet_lite")
+    logits = classifier_to_input_size(x, inputs, num_classes, dropout)
+    return keras.Model(inputs, logits, name="ddrnet_lite")

@@ -20,15 +20,11 @@ import keras
 from keras import layers, ops
 
 from fcn_tf.backbones import get_backbone
+from fcn_tf.backbones.resnet_lite import conv_bn
 from fcn_tf.layers import ImageStandardize, ResizeLike
-from fcn_tf.models.common import conv_bn_relu, logits_output, model_inputs
+from fcn_tf.models.common import classifier_to_input_size, model_inputs
 
 POOL_BINS = (1, 2, 3, 6)
-
-
-def _conv_bn_relu(x, filters, kernel_size, name):
-    # PyTorch BatchNorm defaults, as in the encoder (see resnet_lite).
-    return conv_bn_relu(x, filters, kernel_size, name, bn_epsilon=1e-5, bn_momentum=0.9)
 
 
 def pyramid_pooling(x, filters, name, bins=POOL_BINS):
@@ -36,10 +32,10 @@ def pyramid_pooling(x, filters, name, bins=POOL_BINS):
     branches = [x]
     for size in bins:
         pooled = AdaptiveAveragePool(size, name=f"{name}_pool{size}")(x)
-        pooled = _conv_bn_relu(pooled, filters // len(bins), 1, f"{name}_pool{size}_conv")
+        pooled = conv_bn(pooled, filters // len(bins), 1, 1, f"{name}_pool{size}_conv")
         branches.append(ResizeLike(name=f"{name}_pool{size}_up")(pooled, x))
     x = layers.Concatenate(name=f"{name}_concat")(branches)
-    return _conv_bn_relu(x, filters, 3, f"{name}_project")
+    return conv_bn(x, filters, 3, 1, f"{name}_project")
 
 
 @keras.saving.register_keras_serializable(package="fcn_tf")
@@ -118,20 +114,17 @@ def build_fpn(
     top = pyramid_pooling(levels[-1], decoder_filters, "ppm")
     pyramid = {5: top}
     for level in (4, 3, 2):
-        lateral = _conv_bn_relu(levels[level - 2], decoder_filters, 1, f"fpn_lateral{level}")
+        lateral = conv_bn(levels[level - 2], decoder_filters, 1, 1, f"fpn_lateral{level}")
         up = ResizeLike(name=f"fpn_up{level}")(pyramid[level + 1], lateral)
         pyramid[level] = layers.Add(name=f"fpn_merge{level}")([lateral, up])
     finest = pyramid[2]
     merged = []
     for level in (2, 3, 4, 5):
-        x = _conv_bn_relu(pyramid[level], decoder_filters, 3, f"fpn_smooth{level}")
+        x = conv_bn(pyramid[level], decoder_filters, 3, 1, f"fpn_smooth{level}")
         if level != 2:
             x = ResizeLike(name=f"fpn_out{level}_up")(x, finest)
         merged.append(x)
     x = layers.Add(name="fpn_fuse")(merged)
-    x = _conv_bn_relu(x, decoder_filters, 3, "fuse_conv")
-    if dropout:
-        x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Conv2D(num_classes, 1, name="head")(x)
-    x = ResizeLike(name="upsample_logits")(x, inputs)
-    return keras.Model(inputs, logits_output(x), name="fpn")
+    x = conv_bn(x, decoder_filters, 3, 1, "fuse_conv")
+    logits = classifier_to_input_size(x, inputs, num_classes, dropout)
+    return keras.Model(inputs, logits, name="fpn")
